@@ -1,0 +1,167 @@
+"""The configuration schema for terminals (agent) and the collector.
+
+One pydantic model per file type; every key carries a description and an
+example, so ``docs/configuration.md`` can be generated from here. Unknown keys
+are errors. Loading errors name the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from hcp.config.policy import Profile, load_profile
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hcp.exc import ConfigError
+from hcp.protocol import DEFAULT_PREFIX
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerSection(_Section):
+    host: str = Field("127.0.0.1", description="MQTT broker host name or address.", examples=["mqtt.hall.local"])
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.", examples=[8883])
+    prefix: str = Field(DEFAULT_PREFIX, description="Topic prefix of protocol v1.", examples=["hcp/v1"])
+    keepalive_s: int = Field(30, ge=5, le=600, description="MQTT keepalive in seconds.", examples=[30])
+    session_expiry_s: int = Field(
+        7 * 86400, ge=0, description="How long the broker keeps this client's session while it is away.",
+        examples=[604800])
+
+
+class PolicySection(_Section):
+    preset: str | None = Field("henan", description="A shipped policy preset.", examples=["ulanqab"])
+    file: Path | None = Field(None, description="A policy TOML file of your own (instead of preset).",
+                              examples=["/etc/hcp/policy.toml"])
+    overrides: dict[str, Any] = Field(default_factory=dict,
+                                      description="Keys that override the preset or file.",
+                                      examples=[{"hall_rating": True}])
+
+    def load(self) -> Profile:
+        """The profile this section names."""
+        preset = None if self.file is not None else self.preset
+        return load_profile(preset=preset, path=self.file, overrides=self.overrides)
+
+
+class DeviceSection(_Section):
+    id: str = Field(description="This terminal's device id (its MQTT identity).", examples=["hall01-w03"],
+                    pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    hall_id: str = Field(description="The hall this terminal stands in.", examples=["hall01"])
+    window_id: str = Field(description="The window this terminal serves.", examples=["w03"])
+    hall_name: str = Field("政务服务大厅", description="The hall's name shown on the idle screen.",
+                           examples=["鄂尔多斯市政务服务大厅"])
+    window_name: str = Field("", description="The window's name shown on the idle screen.", examples=["3号窗口"])
+
+
+class DataSection(_Section):
+    dir: Path = Field(Path("/var/lib/hcp"), description="Directory for the outbox or database.",
+                      examples=["/var/lib/hcp"])
+    outbox_max_rows: int = Field(200_000, ge=100, description="Outbox size bound: past it new ratings are "
+                                 "refused visibly, never dropped.", examples=[200000])
+
+
+class TimingSection(_Section):
+    prompt_timeout_s: float = Field(60, gt=0, description="A prompt expires unrated after this long.",
+                                    examples=[60])
+    response_interval_s: float = Field(1.0, ge=0, description="Presses this soon after an accepted press "
+                                       "are ignored.", examples=[1.0])
+    reasons_timeout_s: float = Field(20, gt=0, description="The reasons screen gives up after this long.",
+                                     examples=[20])
+    hall_timeout_s: float = Field(20, gt=0, description="The hall question gives up after this long.",
+                                  examples=[20])
+    thanks_s: float = Field(3, gt=0, description="How long the thanks screen stays.", examples=[3])
+
+
+class SyncSection(_Section):
+    batch_size: int = Field(500, ge=1, le=1000, description="Ratings per MQTT message when draining.",
+                            examples=[500])
+    max_in_flight: int = Field(4, ge=1, le=64, description="Rating messages awaiting the collector's ack.",
+                               examples=[4])
+    resend_after_s: float = Field(30, gt=0, description="Resend a message not acked after this long.",
+                                  examples=[30])
+    status_interval_s: float = Field(30, gt=0, description="How often the retained status is refreshed.",
+                                     examples=[30])
+
+
+class FrontendSection(_Section):
+    kinds: list[Literal["sim", "gpio", "serial", "touch", "clerk-serial"]] = Field(
+        default_factory=lambda: ["sim"], description="Front ends to run together.",
+        examples=[["touch", "clerk-serial"]])
+
+
+class ClockSection(_Section):
+    synced: Literal["auto", "yes", "no"] = Field(
+        "auto", description="Whether the system clock is trusted: auto asks systemd-timesyncd.",
+        examples=["auto"])
+
+
+class AgentConfig(_Section):
+    """A terminal's configuration (``/etc/hcp/agent.toml``)."""
+
+    device: DeviceSection
+    broker: BrokerSection = Field(default_factory=BrokerSection)
+    data: DataSection = Field(default_factory=DataSection)
+    timing: TimingSection = Field(default_factory=TimingSection)
+    sync: SyncSection = Field(default_factory=SyncSection)
+    frontend: FrontendSection = Field(default_factory=FrontendSection)
+    clock: ClockSection = Field(default_factory=ClockSection)
+    policy: PolicySection = Field(default_factory=PolicySection)
+
+
+class CollectorSection(_Section):
+    id: str = Field("collector", description="The collector's MQTT client id.", examples=["collector-1"])
+    database: Path | None = Field(None, description="SQLite file; default <data.dir>/collector.sqlite.",
+                                  examples=["/var/lib/hcp/collector.sqlite"])
+    secret_file: Path | None = Field(
+        None, description="File (mode 0600) with the key for rater pseudonyms; default "
+        "<data.dir>/collector.key, created on first start.", examples=["/etc/hcp/collector.key"])
+    group_commit: int = Field(256, ge=1, le=10000, description="Messages committed together at most.",
+                              examples=[256])
+
+
+class CollectorConfig(_Section):
+    """The collector's configuration (``/etc/hcp/collector.toml``)."""
+
+    collector: CollectorSection = Field(default_factory=CollectorSection)
+    broker: BrokerSection = Field(default_factory=BrokerSection)
+    data: DataSection = Field(default_factory=DataSection)
+    policy: PolicySection = Field(default_factory=PolicySection)
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_config(model: type[C], path: Path | None, overrides: dict[str, Any] | None = None) -> C:
+    """Read ``path`` (may be None for flags only), merge ``overrides`` (nested dicts), validate."""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "command-line flags"
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text("utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML ({err})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+    _merge(data, overrides or {})
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(f"{source}: key {key}: {problem}") from None
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

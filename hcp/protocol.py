@@ -1,0 +1,244 @@
+"""Wire protocol v1: topics and the JSON messages that travel on them.
+
+Every message is UTF-8 JSON with ``"v": 1``. Decoding validates the whole
+message and raises :class:`hcp.exc.ProtocolError` naming the first field that
+is wrong (``ratings[0].score: ...``). ``docs/protocol.md`` is the reference a
+third party builds from; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from hcp.domain import Intake, Kind, Outcome
+from hcp.exc import ProtocolError
+
+PROTOCOL_VERSION = 1
+DEFAULT_PREFIX = "hcp/v1"
+#: A message larger than this is refused before it is parsed.
+MAX_PAYLOAD_BYTES = 256 * 1024
+#: At most this many ratings travel in one rating message.
+MAX_RATINGS_PER_MESSAGE = 1000
+
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+Text = Annotated[str, StringConstraints(max_length=200)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rating(_Message):
+    """One rating as the terminal sends it."""
+
+    rating_id: Annotated[str, StringConstraints(min_length=16, max_length=64, pattern=r"^[0-9a-fA-F-]+$")]
+    seq: int = Field(ge=1)
+    kind: Kind
+    case_ids: list[Ident] = Field(max_length=50)
+    score: int = Field(ge=1, le=5)
+    rated_at: AwareDatetime
+    clock_synced: bool
+    prompt_id: Ident | None = None
+    hall_id: Ident | None = None
+    window_id: Ident | None = None
+    clerk_id: Ident | None = None
+    item_code: Ident | None = None
+    reasons: list[Ident] = Field(default_factory=list, max_length=20)
+    boot_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    uptime_s: float | None = Field(default=None, ge=0)
+
+
+class RatingMessage(_Message):
+    """``{prefix}/dev/{device_id}/rating``: terminal to collector, QoS 1."""
+
+    v: Literal[1]
+    device_id: Ident
+    ratings: list[Rating] = Field(min_length=1, max_length=MAX_RATINGS_PER_MESSAGE)
+
+
+class AckResult(_Message):
+    """The collector's answer for one rating id."""
+
+    rating_id: str
+    outcome: Outcome
+    reason: str = ""
+
+
+class AckMessage(_Message):
+    """``{prefix}/dev/{device_id}/ack``: collector to terminal, QoS 1."""
+
+    v: Literal[1]
+    results: list[AckResult] = Field(default_factory=list)
+    error: str | None = None
+
+
+class PromptMessage(_Message):
+    """``{prefix}/dev/{device_id}/prompt``: the clerk's trigger, from the business system."""
+
+    v: Literal[1]
+    prompt_id: Ident
+    case_ids: list[Ident] = Field(min_length=1, max_length=50)
+    item_code: Ident
+    item_name: Text
+    clerk_id: Ident
+    clerk_name: Text | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class StatusMessage(_Message):
+    """``{prefix}/dev/{device_id}/status``: retained; the last will says offline."""
+
+    v: Literal[1]
+    device_id: Ident
+    state: Literal["online", "offline"]
+    version: str = ""
+    outbox_depth: int | None = None
+    oldest_unsent_at: AwareDatetime | None = None
+    clock_synced: bool | None = None
+    at: AwareDatetime | None = None
+
+
+class CaseRecord(_Message):
+    """One case (办件) as the business system reports it on completion."""
+
+    case_id: Ident
+    hall_id: Ident
+    window_id: Ident
+    item_code: Ident
+    item_name: Text
+    clerk_id: Ident
+    intake: Intake
+    batch_id: Ident | None = None
+    applicant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    completed_at: AwareDatetime
+
+
+class CasesMessage(_Message):
+    """``{prefix}/cases``: business system to collector."""
+
+    v: Literal[1]
+    cases: list[CaseRecord] = Field(min_length=1, max_length=MAX_RATINGS_PER_MESSAGE)
+
+
+class CaseResult(_Message):
+    """The collector's answer for one case record."""
+
+    case_id: str
+    outcome: Literal["stored", "unchanged", "rejected"]
+    reason: str = ""
+
+
+class CasesAckMessage(_Message):
+    """``{prefix}/cases/ack``: collector to business system."""
+
+    v: Literal[1]
+    results: list[CaseResult] = Field(default_factory=list)
+    error: str | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def decode(model: type[M], payload: bytes | str) -> M:
+    """Parse and validate ``payload`` as ``model``; raise ProtocolError naming the field."""
+    size = len(payload.encode() if isinstance(payload, str) else payload)
+    if size > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("payload", f"{size} bytes is over the limit of {MAX_PAYLOAD_BYTES}")
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as err:
+        raise _protocol_error(err) from None
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise a message as compact UTF-8 JSON."""
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def _protocol_error(err: ValidationError) -> ProtocolError:
+    first = err.errors(include_url=False)[0]
+    field = _field_path(first["loc"])
+    if first["type"] == "json_invalid":
+        return ProtocolError("payload", f"not valid JSON ({first.get('ctx', {}).get('error', first['msg'])})")
+    if first["type"] == "model_type" and not first["loc"]:
+        return ProtocolError("payload", "must be a JSON object")
+    if first["type"] == "extra_forbidden":
+        return ProtocolError(field, "unknown field")
+    if first["type"] == "literal_error" and field == "v":
+        return ProtocolError("v", f"protocol version must be {PROTOCOL_VERSION}")
+    return ProtocolError(field, first["msg"])
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names under one prefix; the one place topic strings are built."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def device(self, device_id: str, leaf: str) -> str:
+        """``{prefix}/dev/{device_id}/{leaf}``."""
+        return f"{self.prefix}/dev/{device_id}/{leaf}"
+
+    def rating(self, device_id: str) -> str:
+        return self.device(device_id, "rating")
+
+    def ack(self, device_id: str) -> str:
+        return self.device(device_id, "ack")
+
+    def prompt(self, device_id: str) -> str:
+        return self.device(device_id, "prompt")
+
+    def status(self, device_id: str) -> str:
+        return self.device(device_id, "status")
+
+    def config(self, device_id: str) -> str:
+        return self.device(device_id, "config")
+
+    @property
+    def cases(self) -> str:
+        return f"{self.prefix}/cases"
+
+    @property
+    def cases_ack(self) -> str:
+        return f"{self.prefix}/cases/ack"
+
+    @property
+    def all_ratings(self) -> str:
+        """The collector's subscription to every terminal's ratings."""
+        return f"{self.prefix}/dev/+/rating"
+
+    @property
+    def all_status(self) -> str:
+        return f"{self.prefix}/dev/+/status"
+
+    def device_of(self, topic: str) -> str | None:
+        """The device id in a ``{prefix}/dev/{id}/...`` topic, or None."""
+        head = f"{self.prefix}/dev/"
+        if not topic.startswith(head):
+            return None
+        device_id, _, _leaf = topic[len(head):].partition("/")
+        return device_id or None
+
+
+def rfc3339(moment: datetime) -> str:
+    """An aware datetime as RFC 3339 text with its offset."""
+    if moment.tzinfo is None:
+        raise ValueError("rated times must be aware")
+    return moment.isoformat()
+
+
+def dumps(obj: object) -> bytes:
+    """Compact UTF-8 JSON for ad-hoc payloads (tests, tools)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,29 @@
+"""Packaging for hcp: the top-level folders are the subpackages of ``hcp``."""
+
+from setuptools import setup
+
+SUBPACKAGES = ["agent", "collector", "config", "device", "sim", "sync", "ui"]
+
+setup(
+    name="hcp",
+    version="0.1.0",
+    description="Evaluator terminals, sync and collector for the 好差评 rating scheme",
+    python_requires=">=3.11",
+    packages=["hcp"] + [f"hcp.{name}" for name in SUBPACKAGES],
+    package_dir={"hcp": "hcp", **{f"hcp.{name}": name for name in SUBPACKAGES}},
+    package_data={"hcp.config": ["*.toml", "profiles/*.toml", "mosquitto/*"]},
+    install_requires=[
+        "paho-mqtt>=2.1,<3",
+        "gpiozero>=2.0",
+        "pygame>=2.5",
+        "qrcode>=7.4",
+        "pyserial>=3.5",
+        "sqlite-utils>=3.36",
+        "pydantic>=2.6,<3",
+        "uuid6>=2024.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "zxing-cpp>=2.2"],
+    },
+    entry_points={"console_scripts": ["hcp = hcp.cli:main"]},
+)
