@@ -30,7 +30,8 @@ Text = Annotated[str, StringConstraints(max_length=200)]
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "5" is not a score and 1 is not a boolean; JSON strings still parse as datetimes.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Rating(_Message):
@@ -48,7 +49,8 @@ class Rating(_Message):
     window_id: Ident | None = None
     clerk_id: Ident | None = None
     item_code: Ident | None = None
-    reasons: list[Ident] = Field(default_factory=list, max_length=20)
+    reasons: list[Annotated[str, StringConstraints(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=20)
     boot_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     uptime_s: float | None = Field(default=None, ge=0)
 

@@ -1,0 +1,53 @@
+"""The ``hcp`` command: one subcommand per job, each a thin wrapper over the library.
+
+Errors of the project (``HcpError``) print as one line a technician can act
+on and exit with status 2; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from hcp import __version__
+from hcp.cli import central, terminal, tools
+from hcp.exc import HcpError
+
+Register = Callable[[argparse._SubParsersAction], None]
+
+#: Modules that add subcommands; each has ``register(subparsers)``.
+COMMAND_MODULES = [terminal, central, tools]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by the test that checks every command has help)."""
+    parser = argparse.ArgumentParser(
+        prog="hcp", description="好差评 evaluator terminals, sync and collector.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hcp {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="how much to log (default INFO)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hcp`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except HcpError as err:
+        print(f"hcp {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

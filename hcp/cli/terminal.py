@@ -1,0 +1,48 @@
+"""Commands that run on a terminal: ``hcp agent``."""
+
+from __future__ import annotations
+
+import argparse
+
+from hcp.cli.common import add_config_flags, common_overrides, stop_on_signals
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "agent", help="run a window terminal's agent",
+        description="Run the evaluator terminal: front ends, rating state machine, SQLite outbox and MQTT "
+        "sync. Start from a config file, or from flags alone for a quick start, e.g.\n"
+        "  hcp agent --device-id t1 --hall h1 --window w1 --broker 127.0.0.1:1883 --data-dir ./var/t1",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p)
+    p.add_argument("--device-id", help="this terminal's id")
+    p.add_argument("--hall", help="hall id this terminal stands in")
+    p.add_argument("--window", help="window id this terminal serves")
+    p.add_argument("--frontend", action="append", metavar="KIND",
+                   choices=["sim", "gpio", "serial", "touch", "clerk-serial"],
+                   help="front end to run (repeatable): sim (lines on stdin, see docs/sim-panel.md), gpio, "
+                   "serial, touch, clerk-serial")
+    p.set_defaults(func=run_agent)
+
+
+def agent_config(args: argparse.Namespace):  # -> AgentConfig
+    """The terminal's config from --config and the flags."""
+    from hcp.config.schema import AgentConfig, load_config
+
+    overrides = common_overrides(args)
+    device = {"id": args.device_id, "hall_id": args.hall, "window_id": args.window}
+    overrides["device"] = {k: v for k, v in device.items() if v is not None}
+    if args.frontend:
+        overrides["frontend"] = {"kinds": args.frontend}
+    return load_config(AgentConfig, args.config, overrides)
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from hcp.agent.frontends import build_frontends
+    from hcp.agent.runtime import Agent
+
+    config = agent_config(args)
+    stop = stop_on_signals()
+    with Agent(config, build_frontends(config)) as agent:
+        agent.run(stop)
+    return 0

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the system packages hcp needs, only those that are missing.
+# Works as root or through sudo on Debian 12 and Raspberry Pi OS Bookworm.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+# A Python 3.11 interpreter: Bookworm's python3 is 3.11.
+if ! command -v python3.11 >/dev/null 2>&1; then
+  have_pkg python3.11 || need+=(python3.11 python3.11-venv)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "installing system packages: ${need[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+# The Debian package starts a system broker on port 1883; hcp's tests and demo
+# start their own on free ports and do not need it.
