@@ -1,0 +1,250 @@
+"""Commands for the collector side: ``hcp collector``, ``devices``, ``export``, and the business-system tools
+``hcp cases`` and ``hcp prompt``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from hcp.cli.common import add_config_flags, broker_overrides, common_overrides, stop_on_signals
+from hcp.exc import HcpError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_collector(subparsers)
+    _register_devices(subparsers)
+    _register_export(subparsers)
+    _register_cases(subparsers)
+    _register_prompt(subparsers)
+
+
+# ---- collector -----------------------------------------------------------------
+
+def _register_collector(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "collector", help="run the central collector",
+        description="Subscribe to every terminal's ratings, link them to case records, enforce the "
+        "one-rating rules, store them in SQLite and answer each with an ack. Quick start:\n"
+        "  hcp collector --broker 127.0.0.1:1883 --data-dir ./var/collector --policy ulanqab",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p)
+    p.add_argument("--database", type=Path, metavar="FILE", help="SQLite file (default <data-dir>/collector.sqlite)")
+    p.set_defaults(func=run_collector)
+
+
+def collector_config(args: argparse.Namespace):  # -> CollectorConfig
+    """The collector's config from --config and the flags."""
+    from hcp.config.schema import CollectorConfig, load_config
+
+    overrides = common_overrides(args)
+    if getattr(args, "database", None):
+        overrides["collector"] = {"database": str(args.database)}
+    return load_config(CollectorConfig, args.config, overrides)
+
+
+def open_store(args: argparse.Namespace):  # -> Store
+    """The collector's store, as its config names it."""
+    from hcp.collector.pseudonym import load_or_create_key
+    from hcp.collector.store import Store
+
+    config = collector_config(args)
+    return Store.open(database_path(config), config.policy.load(), load_or_create_key(key_path(config)))
+
+
+def database_path(config) -> Path:
+    return config.collector.database or config.data.dir / "collector.sqlite"
+
+
+def key_path(config) -> Path:
+    return config.collector.secret_file or config.data.dir / "collector.key"
+
+
+def run_collector(args: argparse.Namespace) -> int:
+    config = collector_config(args)
+    from hcp.collector.service import Collector
+
+    stop = stop_on_signals()
+    with Collector.from_config(config) as collector:
+        collector.run_forever(stop)
+    return 0
+
+
+# ---- devices -------------------------------------------------------------------
+
+def _register_devices(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "devices", help="list, register and remove terminals",
+        description="The terminals the collector accepts ratings from, each bound to a hall and a window. "
+        "A rating from a terminal that is not registered is rejected.")
+    add_config_flags(p)
+    p.add_argument("--database", type=Path, metavar="FILE", help="collector SQLite file")
+    p.set_defaults(func=list_devices)
+    sub = p.add_subparsers(dest="devices_command", metavar="ACTION")
+    add = sub.add_parser("add", help="register a terminal at a hall and window",
+                         description="Register (or re-bind) a terminal: hcp devices add hall01-w03 --hall hall01 "
+                         "--window w03")
+    add.add_argument("device_id", help="the terminal's device id")
+    add.add_argument("--hall", required=True, help="hall id")
+    add.add_argument("--window", required=True, help="window id")
+    add.set_defaults(func=add_device)
+    remove = sub.add_parser("remove", help="unregister a terminal",
+                            description="Unregister a terminal; its stored ratings stay.")
+    remove.add_argument("device_id", help="the terminal's device id")
+    remove.set_defaults(func=remove_device)
+    listing = sub.add_parser("list", help="list registered terminals (the default action)",
+                             description="Every registered terminal with its last reported status.")
+    listing.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    listing.set_defaults(func=list_devices)
+
+
+def _inherit(sub_args: argparse.Namespace) -> argparse.Namespace:
+    for name in ("config", "broker", "data_dir", "policy", "database"):
+        if not hasattr(sub_args, name):
+            setattr(sub_args, name, None)
+    return sub_args
+
+
+def add_device(args: argparse.Namespace) -> int:
+    with open_store(_inherit(args)) as store:
+        store.register_device(args.device_id, args.hall, args.window)
+    print(f"registered {args.device_id} at hall {args.hall}, window {args.window}")
+    return 0
+
+
+def remove_device(args: argparse.Namespace) -> int:
+    with open_store(_inherit(args)) as store:
+        store.remove_device(args.device_id)
+    print(f"removed {args.device_id}")
+    return 0
+
+
+def list_devices(args: argparse.Namespace) -> int:
+    with open_store(_inherit(args)) as store:
+        devices = store.devices()
+    if getattr(args, "json", False):
+        for device in devices:
+            print(json.dumps(device.__dict__, ensure_ascii=False))
+        return 0
+    print(f"{'device':<20} {'hall':<12} {'window':<8} {'state':<8} {'outbox':>6}  last seen")
+    for d in devices:
+        print(f"{d.device_id:<20} {d.hall_id:<12} {d.window_id:<8} {d.state or '-':<8} "
+              f"{'-' if d.outbox_depth is None else d.outbox_depth:>6}  {d.last_seen or '-'}")
+    return 0
+
+
+# ---- export --------------------------------------------------------------------
+
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export", help="the collector's ratings as JSON lines",
+        description="Write every stored rating as one JSON object a line: the rating, its current outcome "
+        "and reason, the first answer the terminal got, and its linked case record(s). The rater's "
+        "identity is never in it.")
+    add_config_flags(p)
+    p.add_argument("--database", type=Path, metavar="FILE", help="collector SQLite file")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=export)
+
+
+def export(args: argparse.Namespace) -> int:
+    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        with open_store(args) as store:
+            for row in store.export():
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+# ---- business-system tools -----------------------------------------------------
+
+def _register_cases(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "cases", help="send case records (办件) to the collector, as a business system does",
+        description="Publish case records on {prefix}/cases. FILE holds JSON lines, each one case record as "
+        "in docs/protocol.md; '-' reads stdin. Prints the collector's answer per case.")
+    p.add_argument("file", help="JSON-lines file of case records, or -")
+    p.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT", help="MQTT broker")
+    p.add_argument("--prefix", default="hcp/v1", help="topic prefix (default hcp/v1)")
+    p.add_argument("--timeout", type=float, default=10, help="seconds to wait for the answer")
+    p.set_defaults(func=send_cases)
+
+
+def _register_prompt(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "prompt", help="ask a terminal to prompt for a rating, as the clerk's business system does",
+        description="Publish a rating prompt to a terminal: hcp prompt hall01-w03 --case C1 --item-code 001 "
+        "--item-name 个体工商户设立登记 --clerk E1024")
+    p.add_argument("device_id", help="the terminal to prompt")
+    p.add_argument("--case", action="append", required=True, metavar="CASE_ID",
+                   help="case id (repeat for a batch)")
+    p.add_argument("--item-code", required=True, help="service item code")
+    p.add_argument("--item-name", required=True, help="service item name, shown to the citizen")
+    p.add_argument("--clerk", required=True, help="clerk id")
+    p.add_argument("--clerk-name", help="clerk name")
+    p.add_argument("--ttl", type=float, default=120, help="seconds the prompt stays valid")
+    p.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT", help="MQTT broker")
+    p.add_argument("--prefix", default="hcp/v1", help="topic prefix (default hcp/v1)")
+    p.set_defaults(func=send_prompt)
+
+
+def _link(broker: str, client_id: str, on_message=None):
+    from hcp.sync.mqtt import LinkSettings, MqttLink
+
+    where = broker_overrides(broker)
+    settings = LinkSettings(host=where["host"], port=where["port"], client_id=client_id, clean_start=True,
+                            session_expiry_s=0)
+    return MqttLink(settings, on_message or (lambda _m: None))
+
+
+def send_cases(args: argparse.Namespace) -> int:
+    import queue
+
+    from hcp.protocol import CaseRecord, CasesAckMessage, CasesMessage, Topics, decode, encode
+
+    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    with source:
+        lines = [(n, line) for n, line in enumerate(source, 1) if line.strip()]
+    cases = []
+    for number, line in lines:
+        try:
+            cases.append(CaseRecord.model_validate_json(line))
+        except ValueError as err:
+            raise HcpError(f"{args.file}:{number}: not a case record ({str(err).splitlines()[1:2]})") from None
+    topics = Topics(args.prefix)
+    answers: queue.Queue = queue.Queue()
+    with _link(args.broker, f"hcp-cases-{uuid.uuid4().hex[:8]}", answers.put) as link:
+        link.subscribe(topics.cases_ack)
+        link.start()
+        if not link.wait_connected(args.timeout):
+            raise HcpError(f"--broker: cannot connect to {args.broker}")
+        link.publish(topics.cases, encode(CasesMessage(v=1, cases=cases)))
+        try:
+            reply = decode(CasesAckMessage, answers.get(timeout=args.timeout).payload)
+        except queue.Empty:
+            raise HcpError(f"no answer from the collector within {args.timeout} s") from None
+    for result in reply.results:
+        print(f"{result.case_id}\t{result.outcome}\t{result.reason}")
+    return 0 if all(r.outcome != "rejected" for r in reply.results) else 1
+
+
+def send_prompt(args: argparse.Namespace) -> int:
+    from hcp.domain import now_cst
+    from hcp.protocol import PromptMessage, Topics, encode
+
+    prompt = PromptMessage(v=1, prompt_id=f"p-{uuid.uuid4().hex[:12]}", case_ids=args.case,
+                           item_code=args.item_code, item_name=args.item_name, clerk_id=args.clerk,
+                           clerk_name=args.clerk_name, expires_at=now_cst() + timedelta(seconds=args.ttl))
+    with _link(args.broker, f"hcp-prompt-{uuid.uuid4().hex[:8]}") as link:
+        link.start()
+        if not link.wait_connected(10):
+            raise HcpError(f"--broker: cannot connect to {args.broker}")
+        link.publish(Topics(args.prefix).prompt(args.device_id), encode(prompt))
+    print(f"prompted {args.device_id}: {prompt.prompt_id}")
+    return 0

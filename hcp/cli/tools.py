@@ -1,0 +1,41 @@
+"""Commands for trying hcp out: ``hcp demo``."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo", help="run a simulated service hall end to end",
+        description="Start a private Mosquitto, the collector and several window agents (real processes with "
+        "the simulated panel); a simulated business system opens cases and prompts, simulated citizens "
+        "press stars; midway the broker is stopped and started again. Ends with a table per window and "
+        "exits non-zero if any thanked rating was lost or counted twice.")
+    p.add_argument("--windows", type=int, default=4, help="window terminals to run (default 4)")
+    p.add_argument("--cases", type=int, default=12, help="citizens served per window (default 12)")
+    p.add_argument("--outage", type=float, default=6.0, help="seconds the broker is down midway (default 6)")
+    p.add_argument("--policy", default="ulanqab", help="policy preset (default ulanqab: hall rating, batches)")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the citizens")
+    p.add_argument("--workdir", type=Path, help="keep databases and logs here (default: a temporary directory)")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from hcp.sim.hall import DemoSettings, HallDemo
+
+    if args.windows < 1 or args.cases < 8:
+        from hcp.exc import ConfigError
+        raise ConfigError("--windows must be at least 1 and --cases at least 8")
+
+    def demo(workdir: Path) -> int:
+        settings = DemoSettings(workdir=workdir, windows=args.windows, cases_per_window=args.cases,
+                                outage_s=args.outage, policy=args.policy, seed=args.seed)
+        return HallDemo(settings).run()
+
+    if args.workdir:
+        return demo(args.workdir)
+    with tempfile.TemporaryDirectory(prefix="hcp-demo-") as tmp:
+        return demo(Path(tmp))
