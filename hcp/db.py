@@ -69,6 +69,16 @@ class transaction:  # lower case: used like a keyword, ``with transaction(db):``
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self._conn.execute("COMMIT")
-        elif self._conn.in_transaction:
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                # COMMIT itself can fail (disk full, I/O error); leaving the
+                # transaction open would make every later BEGIN fail too.
+                self._rollback()
+                raise
+        else:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")

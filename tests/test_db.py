@@ -41,3 +41,16 @@ def test_transaction_rolls_back_on_error(tmp_path):
         db.execute("INSERT INTO items (name) VALUES ('a')")
         raise RuntimeError("boom")
     assert db.execute("SELECT count(*) FROM items").fetchone()[0] == 0
+
+
+def test_failed_commit_leaves_no_open_transaction(tmp_path):
+    db = open_db(tmp_path / "x.sqlite")
+    migrate(db, [m001_items])
+    db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    db.execute("CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError), transaction(db):
+        db.execute("INSERT INTO child (pid) VALUES (42)")  # the deferred check fails at COMMIT
+    assert not db.conn.in_transaction
+    with transaction(db):
+        db.execute("INSERT INTO items (name) VALUES ('after')")
+    assert db.execute("SELECT count(*) FROM items").fetchone()[0] == 1
