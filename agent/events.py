@@ -167,6 +167,9 @@ class Thanked:
     kind: Kind
     case_ids: tuple[str, ...]
     score: int
+    #: Filled in by the runtime, not the machine: whether the MQTT link was up
+    #: when the citizen was thanked (False: the rating waits in the outbox).
+    link_up: bool | None = None
 
 
 Command = ShowScreen | Feedback | PlaySound | StoreRating | Thanked
