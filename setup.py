@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.11",
     packages=["hcp", "hcp.cli"] + [f"hcp.{name}" for name in SUBPACKAGES],
     package_dir={"hcp": "hcp", **{f"hcp.{name}": name for name in SUBPACKAGES}},
-    package_data={"hcp.config": ["*.toml", "profiles/*.toml", "mosquitto/*"]},
+    package_data={"hcp.config": ["*.toml", "profiles/*.toml", "mosquitto/*"], "hcp.ui": ["sounds/*.wav"]},
     install_requires=[
         "paho-mqtt>=2.1,<3",
         "gpiozero>=2.0",

@@ -152,13 +152,25 @@ class MqttLink:
         self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.settings.client_id}", daemon=True)
         self._thread.start()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        """Queue a message for the broker; raise LinkDown when not connected."""
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                wait_s: float | None = None) -> None:
+        """Queue a message for the broker; raise LinkDown when not connected.
+
+        With ``wait_s``, block until the broker has acknowledged it (PUBACK),
+        for one-shot tools that close the link right after publishing.
+        """
         if not self._connected.is_set():
             raise LinkDown(f"not connected to the broker at {self._where}")
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise LinkDown(f"publish on {topic} failed: {paho.error_string(info.rc)}")
+        if wait_s is not None:
+            try:
+                info.wait_for_publish(wait_s)
+            except RuntimeError as err:  # paho raises it when the connection drops meanwhile
+                raise LinkDown(f"publish on {topic} not completed: {err}") from None
+            if not info.is_published():
+                raise LinkDown(f"the broker at {self._where} did not acknowledge {topic} within {wait_s} s")
 
     def ack(self, message: Incoming) -> None:
         """Send the PUBACK of ``message`` (manual_ack links only; a no-op for QoS 0).

@@ -245,6 +245,6 @@ def send_prompt(args: argparse.Namespace) -> int:
         link.start()
         if not link.wait_connected(10):
             raise HcpError(f"--broker: cannot connect to {args.broker}")
-        link.publish(Topics(args.prefix).prompt(args.device_id), encode(prompt))
+        link.publish(Topics(args.prefix).prompt(args.device_id), encode(prompt), wait_s=10)
     print(f"prompted {args.device_id}: {prompt.prompt_id}")
     return 0
