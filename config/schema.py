@@ -11,11 +11,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from hcp.config.policy import Profile, load_profile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hcp.config.policy import Profile, load_profile
+from hcp.device.settings import ClerkLinkSection, GpioSection, SerialBoardSection
 from hcp.exc import ConfigError
 from hcp.protocol import DEFAULT_PREFIX
+from hcp.ui.settings import DisplaySection, ReceiptSection, VoiceSection
 
 
 class _Section(BaseModel):
@@ -109,6 +111,12 @@ class AgentConfig(_Section):
     frontend: FrontendSection = Field(default_factory=FrontendSection)
     clock: ClockSection = Field(default_factory=ClockSection)
     policy: PolicySection = Field(default_factory=PolicySection)
+    gpio: GpioSection = Field(default_factory=GpioSection)
+    serial_board: SerialBoardSection = Field(default_factory=SerialBoardSection)
+    clerk_link: ClerkLinkSection = Field(default_factory=ClerkLinkSection)
+    display: DisplaySection = Field(default_factory=DisplaySection)
+    receipt: ReceiptSection = Field(default_factory=ReceiptSection)
+    voice: VoiceSection = Field(default_factory=VoiceSection)
 
 
 class CollectorSection(_Section):

@@ -296,7 +296,8 @@ class MqttLink:
         if not self._connected.is_set():
             return
         self._connected.clear()
-        log.warning("disconnected from %s", self._where)
+        # A disconnect we asked for (close) is routine; one we did not is worth a warning.
+        log.log(logging.INFO if self._stop.is_set() else logging.WARNING, "disconnected from %s", self._where)
         self._guarded("on_connection", self._on_connection_cb, False)
 
     # -- paho callbacks (network thread) -------------------------------------

@@ -1,0 +1,152 @@
+"""Backlog drain: N ratings from one terminal's outbox to a committed collector, acked and deleted.
+
+Real processes: a private Mosquitto, `hcp collector` and `hcp agent` (sim
+panel, idle). The outbox is filled before the agent starts; the clock runs from
+the agent's online status to the moment its outbox is empty, i.e. every rating
+was committed at the collector, acked, and deleted on the terminal. Next to it,
+the raw QoS 1 rate of the same broker with mosquitto_pub/mosquitto_sub in the
+same run (the ceiling), both with one rating per message and with a 500-rating
+message.
+
+    python bench/drain.py [--ratings 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from common import machine
+
+from hcp.collector.pseudonym import load_or_create_key
+from hcp.collector.store import Store
+from hcp.config.policy import load_profile
+from hcp.domain import Kind, now_cst
+from hcp.protocol import CaseRecord, Topics
+from hcp.sim.broker import Broker
+from hcp.sync.mqtt import LinkSettings, MqttLink
+from hcp.sync.outbox import Draft, Outbox
+
+DEVICE = "bench-w01"
+
+
+def fill_outbox(path: Path, count: int) -> None:
+    start = now_cst() - timedelta(hours=1)
+    with Outbox(path, max_rows=count + 10) as outbox:
+        for first in range(0, count, 5000):
+            outbox.add_many(Draft(kind=Kind.SERVICE, case_ids=(f"C{n:07d}",), score=5 - n % 5,
+                                  rated_at=start + timedelta(milliseconds=n), clock_synced=True,
+                                  prompt_id=f"p{n}", hall_id="h1", window_id="w01", clerk_id="E1",
+                                  item_code="I1") for n in range(first, min(first + 5000, count)))
+
+
+def prepare_collector(folder: Path, count: int) -> Path:
+    """Register the terminal and store the case records, so every rating is linked (accepted)."""
+    key = load_or_create_key(folder / "collector.key")
+    with Store.open(folder / "collector.sqlite", load_profile("henan"), key) as store:
+        store.register_device(DEVICE, "h1", "w01")
+        done = now_cst() - timedelta(hours=2)
+        for first in range(0, count, 1000):
+            store.add_cases([CaseRecord(case_id=f"C{n:07d}", hall_id="h1", window_id="w01", item_code="I1",
+                                        item_name="x", clerk_id="E1", intake="ok", completed_at=done)
+                             for n in range(first, min(first + 1000, count))], now_cst())
+    return folder / "collector.sqlite"
+
+
+def outbox_depth(path: Path) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute("SELECT count(*) FROM ratings").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def hcp(*args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hcp.cli", "--log-level", "WARNING", *args], **popen)
+
+
+def drain(work: Path, broker: Broker, count: int) -> dict[str, float]:
+    agent_dir, collector_dir = work / "agent", work / "collector"
+    fill_outbox(agent_dir / "outbox.sqlite", count)
+    db = prepare_collector(collector_dir, count)
+    collector = hcp("collector", "--broker", f"127.0.0.1:{broker.port}", "--data-dir", str(collector_dir),
+                    "--policy", "henan")
+    online = threading.Event()
+    watcher = MqttLink(LinkSettings("127.0.0.1", broker.port, "bench-watch", clean_start=True,
+                                    session_expiry_s=0),
+                       lambda m: online.set() if b'"online"' in m.payload else None)
+    watcher.subscribe(Topics().status(DEVICE))
+    watcher.start()
+    time.sleep(1.5)  # the collector subscribes before the backlog arrives
+    agent = hcp("agent", "--device-id", DEVICE, "--hall", "h1", "--window", "w01", "--broker",
+                f"127.0.0.1:{broker.port}", "--data-dir", str(agent_dir), "--policy", "henan",
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        if not online.wait(30):
+            raise RuntimeError("the agent did not come online")
+        start = time.perf_counter()
+        while outbox_depth(agent_dir / "outbox.sqlite") > 0:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+    finally:
+        for proc in (agent, collector):
+            proc.terminate()
+            proc.wait(15)
+        watcher.close()
+    conn = sqlite3.connect(db)
+    stored = conn.execute("SELECT count(*) FROM ratings").fetchone()[0]
+    conn.close()
+    if stored != count:
+        raise RuntimeError(f"collector holds {stored} ratings, expected {count}")
+    return {"ratings": count, "seconds": elapsed, "rate": count / elapsed}
+
+
+def raw_rate(broker: Broker, messages: int, size: int) -> float:
+    """Messages per second through mosquitto_pub → broker → mosquitto_sub at QoS 1."""
+    pub, sub = shutil.which("mosquitto_pub"), shutil.which("mosquitto_sub")
+    if not pub or not sub:
+        raise RuntimeError("mosquitto-clients is not installed (apt-get install mosquitto-clients)")
+    port = str(broker.port)
+    receiver = subprocess.Popen([sub, "-h", "127.0.0.1", "-p", port, "-t", "bench/raw", "-q", "1",
+                                 "-C", str(messages)], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    line = ("x" * (size - 1) + "\n").encode()
+    start = time.perf_counter()
+    sender = subprocess.Popen([pub, "-h", "127.0.0.1", "-p", port, "-t", "bench/raw", "-q", "1", "-l"],
+                              stdin=subprocess.PIPE)
+    assert sender.stdin is not None
+    sender.stdin.write(line * messages)
+    sender.stdin.close()
+    receiver.wait(600)
+    elapsed = time.perf_counter() - start
+    sender.wait(60)
+    return messages / elapsed
+
+
+def main() -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ratings", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp) / "broker") as broker:
+        result = drain(Path(tmp), broker, args.ratings)
+        raw_small = raw_rate(broker, 50_000, 350)
+        raw_batch = raw_rate(broker, 400, 175_000)
+    print(f"# backlog drain; {machine()}")
+    print(f"drain {result['ratings']} ratings: {result['seconds']:.2f} s = {result['rate']:,.0f} ratings/s "
+          f"(outbox → collector commit → ack → delete)")
+    print(f"raw mosquitto QoS 1, 350-byte messages: {raw_small:,.0f} messages/s (one rating per message)")
+    print(f"raw mosquitto QoS 1, 175 kB messages:   {raw_batch:,.0f} messages/s "
+          f"= {raw_batch * 500:,.0f} ratings/s at 500 ratings a message")
+    return {"drain_rate": result["rate"], "raw_small": raw_small, "raw_batch_ratings": raw_batch * 500}
+
+
+if __name__ == "__main__":
+    main()
