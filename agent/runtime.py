@@ -41,7 +41,7 @@ from hcp.config.policy import Profile
 from hcp.config.schema import AgentConfig
 from hcp.domain import Outcome
 from hcp.exc import ProtocolError
-from hcp.protocol import AckMessage, PromptMessage, StatusMessage, Topics, decode, encode
+from hcp.protocol import AckMessage, AckResult, PromptMessage, StatusMessage, Topics, decode, encode
 from hcp.sync.exc import OutboxError, OutboxFull, SyncError
 from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink, Will
 from hcp.sync.outbox import Draft, Outbox
@@ -89,6 +89,8 @@ class Agent:
         self._frontends: list[FrontEnd] = []
         self._status: tuple[StatusLight, str] | None = None
         self._store_error: str | None = None
+        # rating id -> prompt id, for telling the clerk link the collector's verdict.
+        self._prompt_of: dict[str, str] = {}
         self._last_progress = time.monotonic()
         try:
             self._build(config, frontends, clock, profile)
@@ -167,6 +169,7 @@ class Agent:
         if self._started:
             return
         self._started = True
+        self._connect_clerk()
         for frontend in self._frontends:
             frontend.start(self.post)
         self.link.subscribe(self.topics.prompt(self.device_id))
@@ -174,6 +177,24 @@ class Agent:
         self.link.start()
         log.info("agent %s started: outbox depth %d, clock %s", self.device_id, self.outbox.depth(),
                  "synced" if self.clock.synced else "NOT synced")
+
+    def _connect_clerk(self) -> None:
+        """Tell the other front ends who signed in at a clerk link (idle screen, button prompts)."""
+        sources = [f for f in self._frontends if hasattr(f, "when_clerk_changed")]
+        sinks = [f for f in self._frontends if f not in sources]
+        for source in sources:
+            source.when_clerk_changed = lambda clerk: self._clerk_changed(clerk, sinks)
+
+    @staticmethod
+    def _clerk_changed(clerk: Any, sinks: list[FrontEnd]) -> None:
+        for sink in sinks:
+            if hasattr(sink, "set_clerk"):  # the touchscreen's idle screen
+                if clerk is None:
+                    sink.set_clerk(None)
+                else:
+                    sink.set_clerk(clerk.name, clerk.employee_no, clerk.photo)
+            if hasattr(sink, "clerk"):  # the GPIO panel's 请评价 button prompts carry the clerk
+                sink.clerk = clerk
 
     def _dispatch(self, item: Any) -> None:
         if isinstance(item, _Heard):
@@ -230,6 +251,7 @@ class Agent:
             log.error("rating for prompt %s NOT stored: %s", prompt.prompt_id, err)
             return StoreFailed(str(err))
         self._store_error = None
+        self._prompt_of[rating.rating_id] = prompt.prompt_id
         if was_empty:
             self._last_progress = time.monotonic()
         log.info("stored rating %s seq %d (%s, prompt %s)", rating.rating_id, rating.seq, command.kind.value,
@@ -272,9 +294,22 @@ class Agent:
         for result in results:
             if result.outcome is Outcome.REJECTED:
                 log.warning("collector rejected rating %s: %s", result.rating_id, result.reason)
+            self._tell_outcome(result)
         if self._store_error and self.outbox.depth() < self.outbox.max_rows:
             self._store_error = None  # room again: the next rating will be stored
         self._pump()
+
+    def _tell_outcome(self, result: AckResult) -> None:
+        """Front ends that answer the clerk (the clerk link) learn the collector's verdict per prompt."""
+        prompt_id = self._prompt_of.pop(result.rating_id, None)
+        if prompt_id is None:
+            return
+        for frontend in self._frontends:
+            if hasattr(frontend, "note_outcome"):
+                try:
+                    frontend.note_outcome(prompt_id, result.outcome, result.reason)
+                except Exception:  # as in _perform: one front end's bug must not stop the window
+                    log.exception("front end %s failed to note an outcome", type(frontend).__name__)
 
     def _link_changed(self, up: bool) -> None:
         log.info("link to %s:%d %s", self.config.broker.host, self.config.broker.port, "up" if up else "down")
@@ -328,6 +363,10 @@ class Agent:
         depth = self.outbox.depth()
         if self._store_error:
             return StatusLight.FAULT, self._store_error
+        for frontend in self._frontends:  # an unplugged board, a stuck key, a silent clerk PC
+            fault = getattr(frontend, "fault", None)
+            if fault:
+                return StatusLight.FAULT, f"{type(frontend).__name__}: {fault}"
         if not self.link.connected:
             return StatusLight.OFFLINE, f"link down; {depth} ratings waiting"
         stalled = time.monotonic() - self._last_progress > 2 * self.config.sync.resend_after_s
