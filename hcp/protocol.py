@@ -30,8 +30,7 @@ Text = Annotated[str, StringConstraints(max_length=200)]
 
 
 class _Message(BaseModel):
-    # strict: "5" is not a score and 1 is not a boolean; JSON strings still parse as datetimes.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Rating(_Message):
@@ -152,7 +151,9 @@ def decode(model: type[M], payload: bytes | str) -> M:
     if size > MAX_PAYLOAD_BYTES:
         raise ProtocolError("payload", f"{size} bytes is over the limit of {MAX_PAYLOAD_BYTES}")
     try:
-        return model.model_validate_json(payload)
+        # strict on the wire: "5" is not a score and 1 is not a boolean (JSON strings
+        # still parse as datetimes and enums); code building messages stays lax.
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as err:
         raise _protocol_error(err) from None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_serial_board import PtyPeer, wait_until
+from serial_peer import PtyPeer, wait_until
 
 from hcp.agent.events import (
     ClerkTrigger,

@@ -68,7 +68,7 @@ def run_collector(args: argparse.Namespace) -> int:
     from hcp.collector.service import Collector
 
     stop = stop_on_signals()
-    with Collector.from_config(config) as collector:
+    with Collector(config) as collector:
         collector.run_forever(stop)
     return 0
 
