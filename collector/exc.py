@@ -1,0 +1,25 @@
+"""Errors the collector raises on purpose.
+
+Each names what was wrong in one line a technician can act on.
+"""
+
+from hcp.exc import ConfigError, HcpError
+
+
+class CollectorError(HcpError):
+    """Root of the collector's own errors."""
+
+
+class StoreError(CollectorError, RuntimeError):
+    """The rating store cannot do what was asked (bad state, not a bad message)."""
+
+
+class UnknownDevice(CollectorError, KeyError):
+    """A device id that is not registered with this collector."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else "unknown device"
+
+
+class SecretKeyError(CollectorError, ConfigError):
+    """The pseudonym key file is missing, unreadable, too short or too open."""

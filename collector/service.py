@@ -1,0 +1,280 @@
+"""The collector service: MQTT in, the store in the middle, answers out.
+
+The link's network thread only queues what arrives. One worker thread owns
+the database: it takes up to ``group_commit`` queued messages, handles them
+in ONE transaction (a savepoint each), commits, publishes the answers, and
+only then acknowledges each MQTT message. A crash anywhere before the
+acknowledgement means the broker delivers the message again, and the store
+answers a rating it has seen exactly as the first time, so nothing is lost
+and nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from hcp.collector.pseudonym import load_or_create_key
+from hcp.collector.store import Store
+from hcp.collector.triage import triage
+from hcp.config.policy import Profile
+from hcp.config.schema import CollectorConfig
+from hcp.domain import now_cst
+from hcp.exc import ProtocolError
+from hcp.protocol import (
+    AckMessage,
+    CasesAckMessage,
+    CasesMessage,
+    RatingMessage,
+    StatusMessage,
+    Topics,
+    decode,
+    encode,
+)
+from hcp.sync.exc import LinkDown
+from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink
+
+log = logging.getLogger("hcp.collector")
+
+#: How long the worker waits for a message before looking at the stop flag.
+_IDLE_S = 0.2
+_JOIN_S = 30.0
+
+Reply = tuple[str, bytes]
+
+
+@dataclass(frozen=True)
+class _Queued:
+    incoming: Incoming
+    received_at: datetime
+    generation: int  # the connection it came on; its mid means nothing on another
+
+
+class Collector:
+    """Ratings and case records from MQTT into the store, with answers back.
+
+    ``database`` and ``secret_file`` default to the configuration's, then to
+    ``<data.dir>/collector.sqlite`` and ``<data.dir>/collector.key``.
+    """
+
+    def __init__(self, config: CollectorConfig, *, database: Path | None = None, secret_file: Path | None = None,
+                 profile: Profile | None = None) -> None:
+        self.config = config
+        self.topics = Topics(config.broker.prefix)
+        self.database = Path(database or config.collector.database or config.data.dir / "collector.sqlite")
+        self.secret_file = Path(secret_file or config.collector.secret_file or config.data.dir / "collector.key")
+        self.profile = profile or config.policy.load()
+        self._queue: queue.Queue[_Queued] = queue.Queue()
+        self._stop = threading.Event()
+        self._generation = 0
+        self._store: Store | None = None
+        self._link: MqttLink | None = None
+        self._worker: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store, connect, subscribe and start the worker."""
+        if self._worker is not None:
+            return
+        key = load_or_create_key(self.secret_file)
+        # The worker thread owns the connection from here on.
+        self._store = Store.open(self.database, self.profile, key, check_same_thread=False)
+        self._link = MqttLink(self._link_settings(), self._on_message, self._on_connection)
+        for topic in (self.topics.all_ratings, self.topics.all_status, self.topics.cases):
+            self._link.subscribe(topic, qos=1)
+        self._worker = threading.Thread(target=self._work, name="collector-worker", daemon=True)
+        self._worker.start()
+        self._link.start()
+        log.info("collector %s started on %s (database %s)", self.config.collector.id, self.topics.prefix,
+                 self.database)
+
+    def _link_settings(self) -> LinkSettings:
+        broker = self.config.broker
+        # A persistent session with manual acks: what was not acknowledged
+        # after its commit is delivered again, even across a restart.
+        return LinkSettings(host=broker.host, port=broker.port, client_id=self.config.collector.id,
+                            keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
+                            clean_start=False, manual_ack=True)
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the link is up or ``timeout`` seconds passed."""
+        return self._link is not None and self._link.wait_connected(timeout)
+
+    def close(self) -> None:
+        """Finish the batch at hand, then disconnect and close the store; safe twice."""
+        self._stop.set()
+        worker, self._worker = self._worker, None
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(_JOIN_S)
+        link, self._link = getattr(self, "_link", None), None
+        if link is not None:
+            link.close()
+        store, self._store = getattr(self, "_store", None), None
+        if store is not None:
+            store.close()
+
+    def __enter__(self) -> Collector:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_forever(self, stop_event: threading.Event) -> None:
+        """Serve until ``stop_event`` is set (the CLI sets it on SIGTERM)."""
+        self.start()
+        try:
+            while not stop_event.wait(1.0):
+                if self._worker is None or not self._worker.is_alive():
+                    log.error("the collector's worker stopped; exiting so the service manager restarts us")
+                    return
+        finally:
+            self.close()
+
+    # -- network thread -----------------------------------------------------
+
+    def _on_message(self, incoming: Incoming) -> None:
+        self._queue.put(_Queued(incoming, now_cst(), self._generation))
+
+    def _on_connection(self, up: bool) -> None:
+        if not up:
+            # Messages queued from the lost connection can still be stored,
+            # but their ids must not be acknowledged on the next one.
+            self._generation += 1
+
+    # -- worker -------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take()
+            if batch:
+                self._process(batch)
+
+    def _take(self) -> list[_Queued]:
+        try:
+            batch = [self._queue.get(timeout=_IDLE_S)]
+        except queue.Empty:
+            return []
+        while len(batch) < self.config.collector.group_commit:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: list[_Queued]) -> None:
+        """Handle a batch in one transaction; answer and acknowledge only after COMMIT."""
+        assert self._store is not None
+        done: list[tuple[_Queued, list[Reply]]] = []
+        try:
+            with self._store.batch():
+                for item in batch:
+                    replies = self._handle_guarded(item)
+                    if replies is not None:
+                        done.append((item, replies))
+        except sqlite3.Error as err:
+            # Nothing was committed, so nothing is acknowledged: the broker
+            # delivers the batch again on the next connection.
+            log.error("could not commit %d message(s): %s; they will be delivered again", len(batch), err)
+            return
+        for item, replies in done:
+            self._answer(item, replies)
+
+    def _handle_guarded(self, item: _Queued) -> list[Reply] | None:
+        """The replies to one message, or None when it failed and must be redelivered."""
+        assert self._store is not None
+        try:
+            with self._store.savepoint():
+                return self._handle(item)
+        except sqlite3.Error:
+            raise  # the database itself failed: the whole batch is redelivered
+        except Exception as err:
+            # The supervisor boundary for one message: a bug must neither stop
+            # the collector nor turn a rating into a wrong answer. The message
+            # stays unacknowledged; its content is not logged (it names people).
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            log.error("processing a message on %s failed (%s at %s:%s); not acknowledged, it will be "
+                      "delivered again", item.incoming.topic, type(err).__name__, where.filename, where.lineno)
+            return None
+
+    def _answer(self, item: _Queued, replies: list[Reply]) -> None:
+        assert self._link is not None
+        try:
+            for topic, payload in replies:
+                self._link.publish(topic, payload, qos=1)
+            if item.generation == self._generation:
+                self._link.ack(item.incoming)
+        except LinkDown as err:
+            log.info("answer to %s postponed: %s; the broker delivers it again", item.incoming.topic, err)
+
+    # -- messages -----------------------------------------------------------
+
+    def _handle(self, item: _Queued) -> list[Reply]:
+        topic = item.incoming.topic
+        if topic == self.topics.cases:
+            return self._on_cases(item)
+        device_id = self.topics.device_of(topic)
+        leaf = topic.rpartition("/")[2]
+        if device_id is None or topic != self.topics.device(device_id, leaf):
+            log.warning("ignored a message on %s: not a device topic", topic)
+            return []
+        if leaf == "rating":
+            return self._on_rating(device_id, item)
+        if leaf == "status":
+            self._on_status(device_id, item)
+            return []
+        log.warning("ignored a message on %s: no such device topic", topic)
+        return []
+
+    def _on_rating(self, device_id: str, item: _Queued) -> list[Reply]:
+        assert self._store is not None
+        payload = item.incoming.payload
+        try:
+            message: RatingMessage | None = decode(RatingMessage, payload)
+            rejected, error = [], None
+        except ProtocolError as err:
+            log.warning("rating message on %s: %s", item.incoming.topic, err)
+            found = triage(payload, err)
+            message, rejected, error = found.message, found.rejected, found.error
+        results = self._store.ingest(device_id, message, item.received_at) if message else []
+        self._log_rejections(device_id, results)
+        answer = AckMessage(v=1, results=[*results, *rejected], error=error)
+        return [(self.topics.ack(device_id), encode(answer))]
+
+    @staticmethod
+    def _log_rejections(device_id: str, results: list) -> None:
+        for result in results:
+            if result.outcome == "rejected":
+                log.info("rating %s from %s rejected: %s", result.rating_id, device_id, result.reason)
+
+    def _on_cases(self, item: _Queued) -> list[Reply]:
+        assert self._store is not None
+        try:
+            message = decode(CasesMessage, item.incoming.payload)
+        except ProtocolError as err:
+            log.warning("cases message refused: %s", err)
+            return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, error=str(err))))]
+        results = self._store.add_cases(message.cases, item.received_at)
+        return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, results=results)))]
+
+    def _on_status(self, device_id: str, item: _Queued) -> None:
+        assert self._store is not None
+        if not item.incoming.payload:
+            return  # a cleared retained status
+        try:
+            status = decode(StatusMessage, item.incoming.payload)
+        except ProtocolError as err:
+            log.warning("status on %s ignored: %s", item.incoming.topic, err)
+            return
+        if status.device_id != device_id:
+            log.warning("status on %s ignored: device_id %s does not match the topic's", item.incoming.topic,
+                        status.device_id)
+        elif not self._store.record_status(device_id, status, item.received_at):
+            log.info("status from unregistered device %s ignored", device_id)

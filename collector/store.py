@@ -1,0 +1,466 @@
+"""The collector's rating store: the one seam between the rules and the database.
+
+Everything that must hold across collectors is a database constraint taken
+inside a transaction: a rating id is a primary key (so a resend is stored
+once and answered as the first time), and the one-rating rules are the
+primary key of ``rating_claims``. Nothing is remembered in the process, so
+several collectors may share one database.
+
+Each public write runs in its own transaction, or, inside :meth:`Store.batch`,
+in a savepoint of the caller's transaction: the service commits many MQTT
+messages at once (group commit) and one bad message rolls back alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+from hcp.collector.exc import StoreError, UnknownDevice
+from hcp.collector.pseudonym import Pseudonymizer
+from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
+from hcp.collector.schema import MIGRATIONS
+from hcp.config.policy import Profile
+from hcp.db import migrate, open_db, transaction
+from hcp.domain import Channel, Grade, Outcome, china_date, now_cst
+from hcp.protocol import AckResult, CaseRecord, CaseResult, Rating, RatingMessage, StatusMessage
+
+_WINDOW = Channel.WINDOW.value
+_IDENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_CASE_COLUMNS = ("case_id, hall_id, window_id, item_code, item_name, clerk_id, intake, batch_id, "
+                 "applicant_key, completed_at")
+#: SQLite page cache of the store's connection, in KiB.
+_CACHE_KIB = 64 * 1024
+#: Rows fetched per query when exporting.
+_EXPORT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Device:
+    """A registered terminal and where it stands, with its last status if any."""
+
+    device_id: str
+    hall_id: str
+    window_id: str
+    registered_at: str
+    state: str | None = None
+    version: str | None = None
+    outbox_depth: int | None = None
+    last_seen: str | None = None
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """Accepted ratings at one window by grade."""
+
+    hall_id: str
+    window_id: str
+    kind: str
+    good: int = 0
+    neutral: int = 0
+    bad: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.good + self.neutral + self.bad
+
+
+class Store:
+    """Ratings, cases and devices in one SQLite database, under one policy profile."""
+
+    def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes) -> None:
+        self._db = db
+        self._conn: sqlite3.Connection = db.conn
+        self.profile = profile
+        self._pseudonym = Pseudonymizer(key)
+        self._savepoints = 0
+        # A backlog's lookups and index inserts hit the same pages again and
+        # again; the default 2 MB cache makes them disk reads.
+        self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        migrate(db, MIGRATIONS)
+
+    @classmethod
+    def open(cls, path: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True) -> Store:
+        """A store over the SQLite file ``path`` (created and migrated as needed)."""
+        return cls(open_db(path, check_same_thread=check_same_thread), profile, key)
+
+    def close(self) -> None:
+        """Close the database; safe to call twice."""
+        conn, self._conn = self._conn, None  # type: ignore[assignment]
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around several calls; each call inside is its own savepoint."""
+        with transaction(self._db):
+            yield
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A savepoint inside :meth:`batch`: rolled back alone when the block raises."""
+        if not self._conn.in_transaction:
+            raise StoreError("savepoint outside a transaction: use Store.batch()")
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self._conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+            raise
+        finally:
+            self._savepoints -= 1
+        self._conn.execute(f"RELEASE {name}")
+
+    @contextmanager
+    def _unit(self) -> Iterator[None]:
+        if self._conn.in_transaction:
+            with self.savepoint():
+                yield
+        else:
+            with self.batch():
+                yield
+
+    # -- devices ------------------------------------------------------------
+
+    def register_device(self, device_id: str, hall_id: str, window_id: str) -> None:
+        """Register a terminal, or move it to another hall or window."""
+        for name, value in (("device_id", device_id), ("hall_id", hall_id), ("window_id", window_id)):
+            if not _IDENT.match(value):
+                raise ValueError(f"{name}: {value!r} is not 1-64 of A-Z a-z 0-9 . _ : -")
+        with self._unit():
+            self._conn.execute(
+                "INSERT INTO devices (device_id, hall_id, window_id, registered_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET hall_id = excluded.hall_id, window_id = excluded.window_id",
+                (device_id, hall_id, window_id, _ts(now_cst())))
+
+    def remove_device(self, device_id: str) -> None:
+        """Forget a terminal; its ratings stay. Raises UnknownDevice when not registered."""
+        with self._unit():
+            if not self._conn.execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount:
+                raise UnknownDevice(f"device {device_id} is not registered")
+
+    def devices(self) -> list[Device]:
+        """Every registered terminal with its last status, by id."""
+        return [Device(*row) for row in self._conn.execute(_DEVICE_QUERY + " ORDER BY d.device_id")]
+
+    def device(self, device_id: str) -> Device | None:
+        """One registered terminal, or None."""
+        row = self._conn.execute(_DEVICE_QUERY + " WHERE d.device_id = ?", (device_id,)).fetchone()
+        return Device(*row) if row else None
+
+    def record_status(self, device_id: str, status: StatusMessage, received_at: datetime) -> bool:
+        """Keep a terminal's last status; False (nothing kept) when it is not registered."""
+        with self._unit():
+            if self.device(device_id) is None:
+                return False
+            self._conn.execute(
+                "INSERT OR REPLACE INTO device_status (device_id, state, version, outbox_depth, oldest_unsent_at, "
+                "clock_synced, at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (device_id, status.state, status.version, status.outbox_depth, _ts_or_none(status.oldest_unsent_at),
+                 status.clock_synced, _ts_or_none(status.at), _ts(received_at)))
+        return True
+
+    # -- cases --------------------------------------------------------------
+
+    def add_cases(self, cases: Sequence[CaseRecord], received_at: datetime) -> list[CaseResult]:
+        """Store new case records, refuse edits, and decide ratings that waited for them."""
+        with self._unit():
+            known = self._cases({c.case_id for c in cases})
+            results, new = [], []
+            for record in cases:
+                row = self._case_row(record)
+                result = self._case_result(known.get(record.case_id), row)
+                if result.outcome == "stored":
+                    known[row.case_id] = row
+                    new.append((*row, _ts(received_at)))
+                results.append(result)
+            self._conn.executemany(f"INSERT INTO cases ({_CASE_COLUMNS}, received_at) VALUES "
+                                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new)
+            self._resolve_pending([row[0] for row in new], received_at)
+        return results
+
+    def _case_row(self, record: CaseRecord) -> CaseRow:
+        return CaseRow(record.case_id, record.hall_id, record.window_id, record.item_code, record.item_name,
+                       record.clerk_id, record.intake.value, record.batch_id,
+                       self._pseudonym(record.applicant_id), _ts(record.completed_at))
+
+    @staticmethod
+    def _case_result(stored: CaseRow | None, row: CaseRow) -> CaseResult:
+        if stored is None:
+            return CaseResult(case_id=row.case_id, outcome="stored")
+        field = case_difference(stored, row)
+        if not field:
+            return CaseResult(case_id=row.case_id, outcome="unchanged")
+        return CaseResult(case_id=row.case_id, outcome="rejected",
+                          reason=f"{field}: differs from the stored record of case {row.case_id}; "
+                                 "case records are never edited")
+
+    def _cases(self, case_ids: Iterable[str]) -> dict[str, CaseRow]:
+        rows = self._conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id IN "
+                                  "(SELECT value FROM json_each(?))", (json.dumps(list(case_ids)),))
+        return {row[0]: CaseRow(*row) for row in rows}
+
+    # -- ratings ------------------------------------------------------------
+
+    def ingest(self, topic_device_id: str, message: RatingMessage, received_at: datetime) -> list[AckResult]:
+        """Store and answer the ratings of one message from the device named in its topic."""
+        with self._unit():
+            return _Ingest(self, topic_device_id, message, received_at).run()
+
+    def _answers(self, rating_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
+        """rating_id → (device_id, first outcome, first reason) for those already stored."""
+        rows = self._conn.execute("SELECT rating_id, device_id, ack_outcome, ack_reason FROM ratings WHERE "
+                                  "rating_id IN (SELECT value FROM json_each(?))", (json.dumps(list(rating_ids)),))
+        return {row[0]: row[1:] for row in rows}
+
+    def _claims(self, keys: Iterable[str]) -> dict[str, str]:
+        rows = self._conn.execute("SELECT unit_key, rating_id FROM rating_claims WHERE unit_key IN "
+                                  "(SELECT value FROM json_each(?))", (json.dumps(list(keys)),))
+        return dict(rows.fetchall())
+
+    def _write_claims(self, claims: Sequence[tuple[str, str]]) -> None:
+        # A plain INSERT, no ON CONFLICT: the verdicts were made on a snapshot,
+        # and should another writer have claimed a key since, the unique key
+        # fails the whole message, which is then retried on fresh state.
+        self._conn.executemany("INSERT INTO rating_claims (unit_key, rating_id) VALUES (?, ?)", claims)
+
+    def _resolve_pending(self, case_ids: Sequence[str], decided_at: datetime) -> None:
+        """Decide, in order of receipt, the pending ratings whose cases have all arrived."""
+        if not case_ids:
+            return
+        waiting = self._conn.execute(
+            "SELECT r.rating_id, r.kind, r.case_ids, r.day, r.device_id, r.hall_id FROM ratings r "
+            "WHERE r.rating_id IN (SELECT rating_id FROM pending_cases WHERE case_id IN "
+            "(SELECT value FROM json_each(?))) ORDER BY r.rowid", (json.dumps(list(case_ids)),)).fetchall()
+        cases = self._cases({c for row in waiting for c in json.loads(row[2])})
+        verdicts = [(row[0], judge(row[1], json.loads(row[2]), date.fromisoformat(row[3]), row[4], row[5],
+                                   cases, self.profile)) for row in waiting]
+        verdicts = [(rid, v) for rid, v in verdicts if v.outcome is not Outcome.PENDING]
+        claimer = _Claimer(self._claims({k for _, v in verdicts for k in v.keys}))
+        decisions = [(rid, *claimer.decide(rid, v), _ts(decided_at)) for rid, v in verdicts]
+        self._write_claims(claimer.new)
+        self._conn.executemany("INSERT INTO rating_decisions (rating_id, outcome, reason, decided_at) "
+                               "VALUES (?, ?, ?, ?)", decisions)
+        self._conn.executemany("DELETE FROM pending_cases WHERE rating_id = ?", [(d[0],) for d in decisions])
+
+    # -- reading ------------------------------------------------------------
+
+    def outcome(self, rating_id: str) -> tuple[Outcome, str] | None:
+        """The current outcome and reason of a stored rating, or None."""
+        row = self._conn.execute("SELECT outcome, reason FROM rating_outcomes WHERE rating_id = ?",
+                                 (rating_id,)).fetchone()
+        return (Outcome(row[0]), row[1]) if row else None
+
+    def export(self) -> Iterator[dict]:
+        """Every stored rating in order of receipt, with its outcome and case records.
+
+        The rater's identity (applicant id or pseudonym) is never part of it.
+        """
+        last = 0
+        while True:
+            rows = [(order, json.loads(text)) for order, text in
+                    self._conn.execute(_EXPORT_QUERY, (last, _EXPORT_CHUNK))]
+            if not rows:
+                return
+            cases = self._cases({c for _order, record in rows for c in record["case_ids"]})
+            for _order, record in rows:
+                record["cases"] = [_public_case(cases[c]) for c in record["case_ids"] if c in cases]
+                yield record
+            last = rows[-1][0]
+
+    def window_counts(self) -> list[WindowCount]:
+        """Accepted ratings per hall, window and kind, by grade under the profile."""
+        rows = self._conn.execute(
+            "SELECT r.hall_id, r.window_id, r.kind, r.score, count(*) FROM ratings r JOIN rating_outcomes o "
+            "USING (rating_id) WHERE o.outcome = 'accepted' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3")
+        counts: dict[tuple[str, str, str], dict[str, int]] = {}
+        for hall_id, window_id, kind, score, n in rows:
+            grades = counts.setdefault((hall_id, window_id, kind), {g.value: 0 for g in Grade})
+            grades[self.profile.grade(score).value] += n
+        return [WindowCount(*where, **grades) for where, grades in counts.items()]
+
+    def totals(self) -> dict[str, int]:
+        """How many stored ratings have each current outcome, and cases and devices."""
+        totals = {o.value: 0 for o in Outcome}
+        totals.update(self._conn.execute("SELECT outcome, count(*) FROM rating_outcomes GROUP BY 1").fetchall())
+        totals["ratings"] = sum(totals[o.value] for o in Outcome)
+        totals["cases"] = self._conn.execute("SELECT count(*) FROM cases").fetchone()[0]
+        totals["devices"] = self._conn.execute("SELECT count(*) FROM devices").fetchone()[0]
+        return totals
+
+
+class _Claimer:
+    """Decides accepted-or-duplicate in order, against stored claims and earlier ones in this batch."""
+
+    def __init__(self, taken: dict[str, str]) -> None:
+        self.taken = taken
+        self.new: list[tuple[str, str]] = []
+
+    def decide(self, rating_id: str, verdict: Verdict) -> tuple[Outcome, str]:
+        if verdict.outcome is not Outcome.ACCEPTED:
+            return verdict.outcome, verdict.reason
+        for key in verdict.keys:
+            if key in self.taken:
+                # Claim nothing: a duplicate must not block a unit it did not win.
+                return Outcome.DUPLICATE, f"{_describe(key)} already rated by rating {self.taken[key]}"
+        for key in verdict.keys:
+            self.taken[key] = rating_id
+            self.new.append((key, rating_id))
+        return Outcome.ACCEPTED, ""
+
+
+class _Ingest:
+    """One rating message, answered with bulk lookups and bulk writes."""
+
+    def __init__(self, store: Store, topic_device_id: str, message: RatingMessage, received_at: datetime) -> None:
+        self.store = store
+        self.device_id = topic_device_id
+        self.message = message
+        self.received_at = received_at
+        self.received = _ts(received_at)
+        self.received_day = china_date(received_at)
+
+    def run(self) -> list[AckResult]:
+        ratings = self.message.ratings
+        seen = self.store._answers(r.rating_id for r in ratings)
+        identity = self._identity_problem()
+        device = self.store.device(self.device_id)
+        cases = self.store._cases({c for r in ratings for c in r.case_ids})
+        days = {r.rating_id: self._day(r) for r in ratings}
+        verdicts = {r.rating_id: self._verdict(r, days[r.rating_id], device, cases)
+                    for r in ratings if r.rating_id not in seen and not identity}
+        claimer = _Claimer(self.store._claims({k for v in verdicts.values() for k in v.keys}))
+        answers: dict[str, AckResult] = {}
+        rows, pending = [], []
+        for rating in ratings:
+            if rating.rating_id in answers:
+                continue
+            if rating.rating_id in seen:
+                answers[rating.rating_id] = self._again(rating.rating_id, *seen[rating.rating_id])
+            elif identity:
+                answers[rating.rating_id] = _ack(rating.rating_id, Outcome.REJECTED, identity)
+            else:
+                verdict = verdicts[rating.rating_id]
+                outcome, reason = claimer.decide(rating.rating_id, verdict)
+                answers[rating.rating_id] = _ack(rating.rating_id, outcome, reason)
+                rows.append(self._row(rating, days[rating.rating_id], device, outcome, reason))
+                pending += [(case_id, rating.rating_id) for case_id in verdict.missing]
+        self._write(rows, claimer.new, pending)
+        return [answers[r.rating_id] for r in ratings]
+
+    def _identity_problem(self) -> str:
+        if self.message.device_id != self.device_id:
+            return f"device_id {self.message.device_id} does not match the topic's {self.device_id}"
+        if self.store.device(self.device_id) is None:
+            return f"device {self.device_id} is not registered with this collector"
+        return ""
+
+    def _again(self, rating_id: str, device_id: str, outcome: str, reason: str) -> AckResult:
+        if device_id != self.device_id:
+            return _ack(rating_id, Outcome.REJECTED, f"rating_id {rating_id} was already sent by another device")
+        return _ack(rating_id, outcome, reason)
+
+    def _verdict(self, rating: Rating, day: date, device: Device | None, cases: dict[str, CaseRow]) -> Verdict:
+        assert device is not None  # _identity_problem said it is registered
+        if rating.hall_id is not None and rating.hall_id != device.hall_id:
+            return Verdict(Outcome.REJECTED, f"hall_id {rating.hall_id} does not match device {device.device_id}'s "
+                                             f"registration in hall {device.hall_id}")
+        if rating.window_id is not None and rating.window_id != device.window_id:
+            return Verdict(Outcome.REJECTED, f"window_id {rating.window_id} does not match device "
+                                             f"{device.device_id}'s registration at window {device.window_id}")
+        return judge(rating.kind, rating.case_ids, day, device.device_id, device.hall_id,
+                     cases, self.store.profile)
+
+    def _day(self, rating: Rating) -> date:
+        # An unsynced terminal clock may be years off; the collector's own
+        # receipt time is then the better witness of the day.
+        return china_date(rating.rated_at) if rating.clock_synced else self.received_day
+
+    def _row(self, rating: Rating, day: date, device: Device | None, outcome: Outcome, reason: str) -> tuple:
+        assert device is not None
+        return (rating.rating_id, self.device_id, rating.seq, str(rating.kind), _WINDOW,
+                _json_idents(rating.case_ids), rating.score, _ts(rating.rated_at), rating.clock_synced,
+                self.received, day.isoformat(), _json_idents(rating.reasons), rating.prompt_id,
+                device.hall_id,
+                device.window_id, rating.clerk_id, rating.item_code, outcome, reason)
+
+    def _write(self, rows: list[tuple], claims: list[tuple[str, str]], pending: list[tuple[str, str]]) -> None:
+        conn = self.store._conn
+        conn.executemany("INSERT INTO ratings (rating_id, device_id, seq, kind, channel, case_ids, score, rated_at, "
+                         "clock_synced, received_at, day, reasons, prompt_id, hall_id, window_id, clerk_id, "
+                         "item_code, ack_outcome, ack_reason) VALUES "
+                         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.store._write_claims(claims)
+        conn.executemany("INSERT INTO pending_cases (case_id, rating_id) VALUES (?, ?)", pending)
+
+
+_DEVICE_QUERY = ("SELECT d.device_id, d.hall_id, d.window_id, d.registered_at, s.state, s.version, s.outbox_depth, "
+                 "s.last_seen FROM devices d LEFT JOIN device_status s USING (device_id)")
+
+_EXPORT_QUERY = """
+SELECT r.rowid, json_object(
+    'rating_id', r.rating_id, 'device_id', r.device_id, 'seq', r.seq, 'kind', r.kind, 'channel', r.channel,
+    'case_ids', json(r.case_ids), 'score', r.score, 'rated_at', r.rated_at,
+    'clock_synced', json(CASE WHEN r.clock_synced THEN 'true' ELSE 'false' END),
+    'received_at', r.received_at, 'day', r.day, 'reasons', json(r.reasons), 'prompt_id', r.prompt_id,
+    'hall_id', r.hall_id, 'window_id', r.window_id, 'clerk_id', r.clerk_id, 'item_code', r.item_code,
+    'outcome', o.outcome, 'reason', o.reason, 'decided_at', o.decided_at,
+    'ack_outcome', r.ack_outcome, 'ack_reason', r.ack_reason)
+FROM ratings r JOIN rating_outcomes o USING (rating_id)
+WHERE r.rowid > ? ORDER BY r.rowid LIMIT ?
+"""
+
+
+def _public_case(row: CaseRow) -> dict:
+    """A case record as it may leave the store: without the rater's pseudonym."""
+    return {"case_id": row.case_id, "hall_id": row.hall_id, "window_id": row.window_id, "item_code": row.item_code,
+            "item_name": row.item_name, "clerk_id": row.clerk_id, "intake": row.intake, "batch_id": row.batch_id,
+            "completed_at": row.completed_at}
+
+
+def _describe(key: str) -> str:
+    # A hall key holds the rater's pseudonym, which must not leave the store.
+    kind, _, rest = key.partition(":")
+    if kind == "hall":
+        hall_id, day = rest.split(":")[0], rest.split(":")[-1]
+        return f"hall {hall_id} on {day} by the same person"
+    return f"{kind} {rest}"
+
+
+def _ack(rating_id: str, outcome: Outcome | str, reason: str) -> AckResult:
+    return AckResult(rating_id=rating_id, outcome=Outcome(outcome), reason=reason)
+
+
+def _json_idents(values: Sequence[str]) -> str:
+    """A JSON list of protocol idents (no quotes or backslashes by their pattern), without json.dumps' cost."""
+    return '["' + '","'.join(values) + '"]' if values else "[]"
+
+
+def _ts(moment: datetime) -> str:
+    """Stored times: UTC RFC 3339 with microseconds, so text order is time order."""
+    if moment.tzinfo is None:
+        raise StoreError("naive datetime: stored times must be aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _ts_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else _ts(moment)

@@ -1,0 +1,73 @@
+"""Reading what can be read from a rating message that failed validation.
+
+One bad rating (a score of 6 from a buggy terminal) must not cost the 499
+good ones travelling with it: the terminal forgets every rating it gets an
+answer for. So the good ratings are taken on, each bad one is answered
+``rejected`` with the field at fault, and only a message whose ratings
+cannot be told apart is answered with a message-level ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from hcp.domain import Outcome
+from hcp.exc import ProtocolError
+from hcp.protocol import AckResult, Rating, RatingMessage, decode
+
+_RATING_ID = re.compile(r"^[0-9a-fA-F-]{16,64}$")
+
+
+@dataclass
+class Triage:
+    """The good part of a message, answers for the bad part, and an error for the unanswerable."""
+
+    message: RatingMessage | None = None
+    rejected: list[AckResult] = field(default_factory=list)
+    error: str | None = None
+
+
+def triage(payload: bytes, err: ProtocolError) -> Triage:
+    """Split ``payload``, which ``decode`` refused with ``err``, into what can be answered."""
+    if err.field == "payload":  # too large, not JSON, not an object: nothing can be read
+        return Triage(error=str(err))
+    data = json.loads(payload)
+    entries = data.get("ratings")
+    if not isinstance(entries, list) or not err.field.startswith("ratings["):
+        return _refuse_all(entries, str(err))
+    good, result = [], Triage()
+    for index, entry in enumerate(entries):
+        try:
+            decode(Rating, json.dumps(entry))
+            good.append(entry)
+        except ProtocolError as bad:
+            _answer_bad(result, index, entry, bad)
+    if good:
+        try:
+            result.message = decode(RatingMessage, json.dumps({**data, "ratings": good}))
+        except ProtocolError as envelope:
+            return _refuse_all(entries, str(envelope))
+    return result
+
+
+def _answer_bad(result: Triage, index: int, entry: object, bad: ProtocolError) -> None:
+    reason = f"ratings[{index}].{bad}"
+    rating_id = _readable_id(entry)
+    if rating_id:
+        result.rejected.append(AckResult(rating_id=rating_id, outcome=Outcome.REJECTED, reason=reason))
+    elif result.error is None:  # an unreadable id can only be reported for the message
+        result.error = reason
+
+
+def _refuse_all(entries: object, reason: str) -> Triage:
+    """The envelope is wrong: every rating whose id can be read gets that reason."""
+    ids = [i for i in map(_readable_id, entries if isinstance(entries, list) else []) if i]
+    results = [AckResult(rating_id=i, outcome=Outcome.REJECTED, reason=reason) for i in dict.fromkeys(ids)]
+    return Triage(rejected=results, error=None if results else reason)
+
+
+def _readable_id(entry: object) -> str | None:
+    rating_id = entry.get("rating_id") if isinstance(entry, dict) else None
+    return rating_id if isinstance(rating_id, str) and _RATING_ID.match(rating_id) else None

@@ -1,0 +1,230 @@
+"""The collector service against a real Mosquitto and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import stat
+import time
+import uuid
+from datetime import datetime
+from unittest import mock
+
+import pytest
+
+from hcp.collector.pseudonym import load_or_create_key
+from hcp.collector.service import Collector
+from hcp.collector.store import Store
+from hcp.config.schema import CollectorConfig
+from hcp.domain import CST
+from hcp.protocol import Topics
+from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink
+
+NOON = datetime(2024, 5, 6, 12, 0, tzinfo=CST)
+WAIT_S = 10
+T = Topics()
+
+
+@pytest.fixture
+def setup(tmp_path, broker):
+    config = CollectorConfig.model_validate({
+        "collector": {"id": f"collector-{uuid.uuid4().hex[:8]}", "group_commit": 64},
+        "broker": {"host": broker.host, "port": broker.port},
+        "data": {"dir": str(tmp_path / "data")},
+        "policy": {"preset": "ulanqab"}})
+    collector = Collector(config)
+    with _store(collector) as store:
+        store.register_device("h1-w1", "h1", "w1")
+        store.register_device("h1-w2", "h1", "w2")
+    yield config, collector
+    collector.close()
+
+
+def _store(collector: Collector) -> Store:
+    return Store.open(collector.database, collector.profile, load_or_create_key(collector.secret_file))
+
+
+class Terminal:
+    """A test-side MQTT client that publishes like a terminal and collects answers."""
+
+    def __init__(self, broker, *topics: str) -> None:
+        self.answers: queue.Queue[Incoming] = queue.Queue()
+        self.link = MqttLink(LinkSettings(broker.host, broker.port, f"t-{uuid.uuid4().hex[:8]}", clean_start=True),
+                             self.answers.put)
+        for topic in topics:
+            self.link.subscribe(topic)
+        self.link.start()
+        assert self.link.wait_connected(WAIT_S)
+
+    def send(self, topic: str, payload: bytes | dict) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.link.publish(topic, data, qos=1)
+
+    def answer(self, timeout: float = WAIT_S) -> dict:
+        return json.loads(self.answers.get(timeout=timeout).payload)
+
+    def ask(self, topic: str, payload: bytes | dict) -> dict:
+        self.send(topic, payload)
+        return self.answer()
+
+
+@pytest.fixture
+def terminal(broker):
+    with_links = Terminal(broker, T.ack("h1-w1"), T.ack("ghost"), T.cases_ack)
+    yield with_links
+    with_links.link.close()
+
+
+def rating(case_id="c1", **extra) -> dict:
+    return {"rating_id": str(uuid.uuid4()), "seq": 1, "kind": "service", "case_ids": [case_id], "score": 5,
+            "rated_at": NOON.isoformat(), "clock_synced": True, **extra}
+
+
+def ratings(*items, device_id="h1-w1") -> dict:
+    return {"v": 1, "device_id": device_id, "ratings": list(items)}
+
+
+def cases(*case_ids) -> dict:
+    return {"v": 1, "cases": [{"case_id": c, "hall_id": "h1", "window_id": "w1", "item_code": "i1", "item_name": "x",
+                               "clerk_id": "k1", "intake": "ok", "applicant_id": "110101199003071234",
+                               "completed_at": NOON.isoformat()} for c in case_ids]}
+
+
+def outcomes(answer: dict) -> list[str]:
+    return [r["outcome"] for r in answer["results"]]
+
+
+def start(collector: Collector, terminal: Terminal) -> None:
+    """Start and wait until the collector's subscriptions are live (a probe gets answered)."""
+    collector.start()
+    assert collector.wait_connected(WAIT_S)
+    for _ in range(WAIT_S * 5):
+        terminal.send(T.cases, {"v": 1, "cases": []})  # answered with an error, stores nothing
+        try:
+            terminal.answer(timeout=0.2)
+            break
+        except queue.Empty:
+            continue
+    time.sleep(0.2)  # let the answers to earlier probes arrive, then forget them
+    while not terminal.answers.empty():
+        terminal.answers.get()
+
+
+def test_ratings_and_cases_are_answered(setup, terminal):
+    _config, collector = setup
+    start(collector, terminal)
+    assert stat.S_IMODE(collector.secret_file.stat().st_mode) == 0o600
+    pending = rating("c9")
+    assert outcomes(terminal.ask(T.rating("h1-w1"), ratings(pending))) == ["pending"]
+    assert outcomes(terminal.ask(T.cases, cases("c1", "c9"))) == ["stored", "stored"]
+    first, second = rating(), rating()
+    answer = terminal.ask(T.rating("h1-w1"), ratings(first, second))
+    assert outcomes(answer) == ["accepted", "duplicate"]
+    assert first["rating_id"] in answer["results"][1]["reason"]
+    assert terminal.ask(T.rating("h1-w1"), ratings(first, second)) == answer
+    collector.close()
+    with _store(collector) as store:
+        assert store.outcome(pending["rating_id"])[0] == "accepted"
+        assert store.totals()["ratings"] == 3
+
+
+HOSTILE = [
+    (T.rating("h1-w1"), b"not json", "payload: not valid JSON"),
+    (T.rating("h1-w1"), b"[1, 2]", "payload: must be a JSON object"),
+    (T.rating("h1-w1"), b"x" * 1_000_000, "payload: 1000000 bytes is over the limit"),
+    (T.rating("h1-w1"), {"v": 2, "device_id": "h1-w1", "ratings": []}, "v: protocol version must be 1"),
+    (T.rating("h1-w1"), {"v": 1, "device_id": "h1-w1", "ratings": [{"score": 5}]}, "ratings[0].rating_id"),
+    (T.cases, b"{}", "v: Field required"),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "error"), HOSTILE, ids=[e for _t, _p, e in HOSTILE])
+def test_unreadable_messages_get_an_error_naming_the_field(setup, terminal, topic, payload, error):
+    _config, collector = setup
+    start(collector, terminal)
+    answer = terminal.ask(topic, payload)
+    assert answer["error"].startswith(error)
+    assert answer.get("results", []) == []
+
+
+def test_hostile_ratings_are_rejected_one_by_one_and_the_collector_keeps_serving(setup, terminal, caplog):
+    _config, collector = setup
+    start(collector, terminal)
+    terminal.ask(T.cases, cases("c1", "c2"))
+    zero, six, text_seq, good = rating(score=0), rating(score=6), rating(seq="1"), rating("c2")
+    answer = terminal.ask(T.rating("h1-w1"), ratings(zero, six, text_seq, good))
+    by_id = {r["rating_id"]: r for r in answer["results"]}
+    assert by_id[good["rating_id"]]["outcome"] == "accepted"
+    assert by_id[zero["rating_id"]]["reason"].startswith("ratings[0].score:")
+    assert by_id[six["rating_id"]]["reason"].startswith("ratings[1].score:")
+    assert by_id[text_seq["rating_id"]]["reason"].startswith("ratings[2].seq:")
+    # A terminal not registered, and one writing another terminal's id into its payload.
+    [ghost] = terminal.ask(T.rating("ghost"), ratings(rating(), device_id="ghost"))["results"]
+    assert ghost["outcome"] == "rejected" and "not registered" in ghost["reason"]
+    [spoof] = terminal.ask(T.rating("h1-w1"), ratings(rating(), device_id="h1-w2"))["results"]
+    assert spoof["reason"] == "device_id h1-w2 does not match the topic's h1-w1"
+    # A topic under the subscription that names no device is logged, not answered.
+    with caplog.at_level(logging.WARNING, logger="hcp.collector"):
+        terminal.send(f"{T.prefix}/dev//rating", ratings(rating()))
+        assert outcomes(terminal.ask(T.rating("h1-w1"), ratings(rating("c1")))) == ["accepted"]
+    assert "not a device topic" in caplog.text
+
+
+def test_crash_between_commit_and_ack_gets_the_same_answer_after_restart(setup, terminal):
+    config, collector = setup
+    start(collector, terminal)
+    terminal.ask(T.cases, cases("c1"))
+    message = ratings(rating(), rating())
+    # The process "dies" after COMMIT and after publishing the answer, before the PUBACK.
+    with mock.patch.object(MqttLink, "ack", autospec=True) as never_acked:
+        first = terminal.ask(T.rating("h1-w1"), message)
+        collector.close()
+    assert never_acked.called
+    again = Collector(config)
+    try:
+        again.start()  # its session, subscriptions included, outlived the crash
+        assert again.wait_connected(WAIT_S)
+        assert terminal.answer() == first  # the broker delivered it again; the store answered as before
+    finally:
+        again.close()
+    assert outcomes(first) == ["accepted", "duplicate"]
+    with _store(again) as store:
+        assert store.totals()["ratings"] == 2
+
+
+def test_a_bug_leaves_the_message_unacknowledged_and_unanswered(setup, terminal, caplog):
+    config, collector = setup
+    start(collector, terminal)
+    terminal.ask(T.cases, cases("c1", "c2"))
+    unlucky = ratings(rating("c1", reasons=["X"]))
+    real_ingest = Store.ingest
+
+    def fail_once(store, device_id, message, received_at):
+        if message.ratings[0].reasons == ["X"]:
+            raise RuntimeError("injected bug 110101199003071234")
+        return real_ingest(store, device_id, message, received_at)
+
+    with caplog.at_level(logging.ERROR, logger="hcp.collector"), \
+            mock.patch.object(Store, "ingest", autospec=True, side_effect=fail_once):
+        terminal.send(T.rating("h1-w1"), unlucky)
+        assert outcomes(terminal.ask(T.rating("h1-w1"), ratings(rating("c2")))) == ["accepted"]
+    assert T.rating("h1-w1") in caplog.text and "RuntimeError" in caplog.text
+    assert "110101199003071234" not in caplog.text
+    collector.close()
+    with pytest.raises(queue.Empty):
+        terminal.answer(timeout=0.5)
+    # Unacknowledged, so the broker delivers it to the restarted collector.
+    again = Collector(config)
+    try:
+        again.start()  # its session, subscriptions included, outlived the crash
+        assert again.wait_connected(WAIT_S)
+        assert outcomes(terminal.answer()) == ["accepted"]
+    finally:
+        again.close()
+
+
+def test_close_is_safe_twice_and_before_start(setup):
+    _config, collector = setup
+    collector.close()
+    collector.close()
