@@ -27,12 +27,12 @@ from pathlib import Path
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
 from hcp.config.policy import Profile, load_profile
+from hcp.domain import Grade, now_cst
+from hcp.exc import ProtocolError
+from hcp.protocol import CaseRecord, CasesAckMessage, CasesMessage, PromptMessage, Topics, decode, encode
 from hcp.sim.broker import Broker
 from hcp.sync.exc import LinkDown
 from hcp.sync.mqtt import LinkSettings, MqttLink
-
-from hcp.domain import Grade, now_cst
-from hcp.protocol import CaseRecord, CasesMessage, PromptMessage, Topics, encode
 
 log = logging.getLogger("hcp.demo")
 
@@ -99,9 +99,13 @@ class HallDemo:
         self.collector: subprocess.Popen[str] | None = None
         self.windows: list[Window] = []
         self.business: MqttLink | None = None
-        self.unsent_cases: list[CaseRecord] = []
+        # Case records not yet answered on cases/ack, with when they were last sent:
+        # a business system re-sends until the collector answers (re-sends are idempotent).
+        self.unacked: dict[str, tuple[CaseRecord, float]] = {}
         self.cases_lock = threading.Lock()
         self.outage: tuple[float, float] | None = None
+        self.stopping = threading.Event()
+        self.online: set[str] = set()
         self.started = time.monotonic()
         self.case_counter = 0
         self.people = [f"1501021990{n:04d}{n % 10}" for n in range(12)]
@@ -128,9 +132,13 @@ class HallDemo:
             self.windows.append(self._start_agent(index))
         self.business = MqttLink(LinkSettings(host="127.0.0.1", port=self.broker.port,
                                               client_id="hcp-demo-business", backoff_max_s=1.0),
-                                 lambda _m: None, self._on_business_link)
+                                 self._on_business_message)
+        self.business.subscribe(self.topics.cases_ack)
+        self.business.subscribe(self.topics.all_status)
         self.business.start()
         self.business.wait_connected(10)
+        self._wait_for_terminals()
+        threading.Thread(target=self._resend_cases, daemon=True, name="business-resend").start()
 
     def _register_devices(self) -> None:
         with self._store() as store:
@@ -157,7 +165,10 @@ class HallDemo:
 
     def _read_agent(self, window: Window) -> None:
         assert window.proc.stdout is not None
+        transcript = (self.s.workdir / "agents" / f"{window.device_id}.panel.log").open("w", encoding="utf-8")
         for line in window.proc.stdout:
+            transcript.write(f"{time.monotonic() - self.started:8.3f} {line}")
+            transcript.flush()
             try:
                 words = shlex.split(line)
             except ValueError:
@@ -175,6 +186,7 @@ class HallDemo:
                 window.errors.append(line.strip())
 
     def close(self) -> None:
+        self.stopping.set()
         for window in self.windows:
             if window.proc.poll() is None:
                 window.proc.terminate()
@@ -189,26 +201,60 @@ class HallDemo:
 
     # -- the business system ------------------------------------------------------
 
-    def _on_business_link(self, up: bool) -> None:
-        if up:
-            threading.Thread(target=self._flush_cases, daemon=True).start()
+    def _wait_for_terminals(self, timeout: float = 30.0) -> None:
+        """Start serving once every terminal says online (its retained status): prompts need a listener."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.online) < len(self.windows):
+            time.sleep(0.1)
+        self.say(f"{len(self.online)} of {len(self.windows)} terminals online")
 
-    def _flush_cases(self) -> None:
+    def _on_business_message(self, message) -> None:
+        if message.topic == self.topics.cases_ack:
+            self._on_cases_ack(message)
+        elif b'"online"' in message.payload:
+            device = self.topics.device_of(message.topic)
+            if device:
+                self.online.add(device)
+
+    def _on_cases_ack(self, message) -> None:
+        try:
+            answer = decode(CasesAckMessage, message.payload)
+        except ProtocolError as err:
+            log.warning("unreadable cases ack: %s", err)
+            return
         with self.cases_lock:
-            while self.unsent_cases:
-                chunk = self.unsent_cases[:200]
-                try:
-                    assert self.business is not None
-                    self.business.publish(self.topics.cases, encode(CasesMessage(v=1, cases=chunk)))
-                except LinkDown:
-                    return
-                del self.unsent_cases[:200]
+            for result in answer.results:
+                self.unacked.pop(result.case_id, None)
+
+    def _resend_cases(self) -> None:
+        while not self.stopping.is_set():
+            self.stopping.wait(1.0)
+            now = time.monotonic()
+            with self.cases_lock:
+                due = [case for case, sent in self.unacked.values() if now - sent > 3.0]
+            if due:
+                self._publish_cases(due)
+
+    def _publish_cases(self, cases: list[CaseRecord]) -> None:
+        for first in range(0, len(cases), 200):
+            chunk = cases[first:first + 200]
+            with self.cases_lock:
+                for case in chunk:
+                    self.unacked[case.case_id] = (case, time.monotonic())
+            try:
+                assert self.business is not None
+                self.business.publish(self.topics.cases, encode(CasesMessage(v=1, cases=chunk)))
+            except LinkDown:
+                return  # the resend thread tries again once the broker is back
 
     def send_cases(self, cases: list[CaseRecord]) -> None:
-        """Publish case records now, or as soon as the broker is back."""
+        """Publish case records; they are re-sent until the collector answers for each."""
+        self._publish_cases(cases)
+
+    @property
+    def cases_unanswered(self) -> int:
         with self.cases_lock:
-            self.unsent_cases.extend(cases)
-        self._flush_cases()
+            return len(self.unacked)
 
     def new_cases(self, window: Window, count: int, intake: str = "ok") -> list[CaseRecord]:
         code, name = self.rng.choice(ITEMS)
@@ -223,7 +269,7 @@ class HallDemo:
                                     applicant_id=person, completed_at=now_cst()))
         return cases
 
-    def prompt(self, window: Window, cases: list[CaseRecord]) -> str:
+    def prompt(self, window: Window, cases: list[CaseRecord]) -> PromptMessage:
         """Ask the window's terminal to prompt: over MQTT, or over the clerk link when the broker is down."""
         first = cases[0]
         prompt = PromptMessage(v=1, prompt_id=f"p-{first.case_id}", case_ids=[c.case_id for c in cases],
@@ -232,26 +278,35 @@ class HallDemo:
         try:
             assert self.business is not None
             self.business.publish(self.topics.prompt(window.device_id), encode(prompt))
-            return "mqtt"
         except LinkDown:
-            window.send(f"prompt {','.join(prompt.case_ids)} {first.item_code} {shlex.quote(first.item_name)} "
-                        f"{first.clerk_id} {prompt.prompt_id}")
-            return "clerk-link"
+            self._clerk_link_prompt(window, prompt)
+        return prompt
+
+    @staticmethod
+    def _clerk_link_prompt(window: Window, prompt: PromptMessage) -> None:
+        window.send(f"prompt {','.join(prompt.case_ids)} {prompt.item_code} {shlex.quote(prompt.item_name)} "
+                    f"{prompt.clerk_id} {prompt.prompt_id}")
 
     # -- the citizens ------------------------------------------------------------
 
     def serve(self, window: Window, plan: list[str]) -> None:
         """Work through the window's plan of cases, one citizen at a time."""
         for step in plan:
-            count = 2 if step == "batch" else 1
-            cases = self.new_cases(window, count, "failed" if step == "failed" else "ok")
-            if step == "again" and window.thanked:
-                cases = self._rated_elsewhere(window) or cases
-            if step != "late":
-                self.send_cases(cases)
-            self.prompt(window, cases)
-            self._citizen(window)
-            if step == "late":
+            again = self._rated_elsewhere(window) if step == "again" else None
+            if again:  # the case exists and was rated at another window: no new record
+                cases = again
+            else:
+                count = 2 if step == "batch" else 1
+                cases = self.new_cases(window, count, "failed" if step == "failed" else "ok")
+                if step != "late":
+                    self.send_cases(cases)
+            prompt = self.prompt(window, cases)
+            if not self._citizen(window, wait_prompt_s=4.0):
+                # The prompt went down with the broker: the clerk presses 请评价 again
+                # on the clerk's PC, which reaches the terminal over the clerk link.
+                self._clerk_link_prompt(window, prompt)
+                self._citizen(window, wait_prompt_s=10.0)
+            if step == "late" and not again:
                 self.send_cases(cases)
 
     def _rated_elsewhere(self, window: Window) -> list[CaseRecord] | None:
@@ -264,11 +319,11 @@ class HallDemo:
                                    completed_at=now_cst())]
         return None
 
-    def _citizen(self, window: Window, timeout: float = 30.0) -> None:
-        """Wait for the prompt, then react to the screens until the window is idle again."""
-        deadline = time.monotonic() + timeout
+    def _citizen(self, window: Window, wait_prompt_s: float, timeout: float = 30.0) -> bool:
+        """Wait for the prompt, then react to the screens until the window is idle; False: no prompt came."""
+        start = time.monotonic()
         prompted = False
-        while time.monotonic() < deadline:
+        while time.monotonic() - start < (timeout if prompted else wait_prompt_s):
             try:
                 screen, fields = window.screens.get(timeout=1.0)
             except queue.Empty:
@@ -277,7 +332,9 @@ class HallDemo:
             if not prompted:
                 continue  # screens left from before this citizen
             if screen in ("prompt", "hall"):
-                time.sleep(self.rng.uniform(0.05, 0.3))
+                # Reading the question takes a person longer than the terminal's response
+                # interval, which ignores presses right after the last one.
+                time.sleep(self.rng.uniform(0.3, 0.8))
                 if screen == "hall" and self.rng.random() < 0.3:
                     window.send("skip")
                 else:
@@ -288,7 +345,8 @@ class HallDemo:
                     window.send(f"reason {shlex.quote(reason)}")
                 window.send("submit")
             elif screen in ("idle", "expired", "fault"):
-                return
+                return True
+        return prompted
 
     def _score(self) -> int:
         return self.rng.choices(list(SCORE_WEIGHTS), weights=list(SCORE_WEIGHTS.values()))[0]
@@ -308,7 +366,6 @@ class HallDemo:
     def run(self) -> int:
         try:
             self.start()
-            self._drain_startup_screens()
             workers = [threading.Thread(target=self.serve, args=(w, self.plan(w)), daemon=True)
                        for w in self.windows]
             for worker in workers:
@@ -316,17 +373,10 @@ class HallDemo:
             self._outage_midway(workers)
             for worker in workers:
                 worker.join(self.s.timeout_s)
-            self._flush_cases()
             stored = self._wait_for_collector()
         finally:
             self.close()
         return self.report(stored)
-
-    def _drain_startup_screens(self) -> None:
-        time.sleep(1.0)
-        for window in self.windows:
-            while not window.screens.empty():
-                window.screens.get_nowait()
 
     def _outage_midway(self, workers: list[threading.Thread]) -> None:
         total = self.s.windows * self.s.cases_per_window
@@ -357,7 +407,8 @@ class HallDemo:
             with self._store() as store:
                 stored = list(store.export())
             have = {row["rating_id"] for row in stored}
-            if wanted <= have and not any(row["outcome"] == "pending" for row in stored):
+            settled = not any(row["outcome"] == "pending" for row in stored) and not self.cases_unanswered
+            if wanted <= have and settled:
                 break
             self.progress(len(have & wanted))
             time.sleep(1.0)
@@ -440,6 +491,10 @@ def format_table(result: Check, windows: list[Window]) -> str:
         lines.append(_row(window.window_id, c))
     lines.append("-" * len(head.encode("gbk")))
     lines.append(_row("all", total))
+    lines.append("\nratings: thanked on the terminal; 好评/中评/差评: accepted ones by grade; dup: a case or batch "
+                 "already rated,\nor a second hall rating by the same person that day; rejected: a failed intake; "
+                 "offline: thanked\nwhile the terminal's link was down (buffered in its outbox); lost: thanked but "
+                 "not at the collector.")
     lines.append(f"\nthanked {result.total}, lost {result.lost}, counted twice {result.twice}, "
                  f"stored but never thanked {result.unexpected}")
     return "\n".join(lines)
