@@ -113,10 +113,11 @@ class Agent:
     def _link_settings(self) -> LinkSettings:
         broker = self.config.broker
         offline = StatusMessage(v=1, device_id=self.device_id, state="offline", version=__version__)
+        options = {"backoff_max_s": broker.reconnect_max_s, **self._link_options}
         return LinkSettings(host=broker.host, port=broker.port, client_id=f"hcp-agent-{self.device_id}",
                             keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
                             clean_start=False, will=Will(self.topics.status(self.device_id), encode(offline)),
-                            **self._link_options)
+                            **options)
 
     @property
     def outbox(self) -> Outbox:

@@ -101,7 +101,7 @@ class Collector:
         # after its commit is delivered again, even across a restart.
         return LinkSettings(host=broker.host, port=broker.port, client_id=self.config.collector.id,
                             keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
-                            clean_start=False, manual_ack=True)
+                            clean_start=False, manual_ack=True, backoff_max_s=broker.reconnect_max_s)
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the link is up or ``timeout`` seconds passed."""

@@ -32,6 +32,9 @@ class BrokerSection(_Section):
     session_expiry_s: int = Field(
         7 * 86400, ge=0, description="How long the broker keeps this client's session while it is away.",
         examples=[604800])
+    reconnect_max_s: float = Field(
+        30.0, ge=0.1, le=3600, description="Longest wait between reconnect attempts (they back off with "
+        "jitter up to this).", examples=[30])
 
 
 class PolicySection(_Section):

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from hcp.sim.broker import Broker
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
