@@ -100,4 +100,11 @@ def m001_collector(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
-MIGRATIONS = [m001_collector]
+def m002_rating_links(db: sqlite_utils.Database) -> None:
+    """Links of clerk-button ratings (no case id) to the case the collector chose for them."""
+    db.execute("CREATE TABLE rating_links (rating_id TEXT PRIMARY KEY REFERENCES ratings (rating_id), "
+               "case_id TEXT NOT NULL, linked_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX rating_links_case ON rating_links (case_id)")
+
+
+MIGRATIONS = [m001_collector, m002_rating_links]

@@ -25,12 +25,13 @@ from pathlib import Path
 import sqlite_utils
 
 from hcp.collector.exc import StoreError, UnknownDevice
+from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
 from hcp.collector.schema import MIGRATIONS
 from hcp.config.policy import Profile
 from hcp.db import migrate, open_db, transaction
-from hcp.domain import Channel, Grade, Outcome, china_date, now_cst
+from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst
 from hcp.protocol import AckResult, CaseRecord, CaseResult, Rating, RatingMessage, StatusMessage
 
 _WINDOW = Channel.WINDOW.value
@@ -196,6 +197,7 @@ class Store:
             self._conn.executemany(f"INSERT INTO cases ({_CASE_COLUMNS}, received_at) VALUES "
                                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new)
             self._resolve_pending([row[0] for row in new], received_at)
+            self._resolve_buttons({(row[1], row[2]) for row in new}, received_at)
         return results
 
     def _case_row(self, record: CaseRecord) -> CaseRow:
@@ -262,6 +264,33 @@ class Store:
                                "VALUES (?, ?, ?, ?)", decisions)
         self._conn.executemany("DELETE FROM pending_cases WHERE rating_id = ?", [(d[0],) for d in decisions])
 
+    def _resolve_buttons(self, windows: set[tuple[str, str]], decided_at: datetime) -> None:
+        """Link clerk-button ratings that waited for a case at one of ``windows``, oldest first."""
+        keys = [window_key(hall, window) for hall, window in windows]
+        waiting = self._conn.execute(
+            "SELECT r.rating_id, r.rated_at, r.clock_synced, r.received_at, r.day, r.device_id, r.hall_id, "
+            "r.window_id FROM pending_cases p JOIN ratings r USING (rating_id) WHERE p.case_id IN "
+            "(SELECT value FROM json_each(?)) ORDER BY r.rowid", (json.dumps(keys),)).fetchall()
+        taken: set[str] = set()
+        for rating_id, rated_at, synced, received, day, device_id, hall_id, window_id in waiting:
+            moment = button_moment(datetime.fromisoformat(rated_at), bool(synced), datetime.fromisoformat(received))
+            case_id = nearest_unrated_case(self._conn, hall_id, window_id, moment,
+                                           self.profile.button_link_minutes, taken)
+            if case_id is None:
+                continue
+            taken.add(case_id)
+            verdict = judge("service", (case_id,), date.fromisoformat(day), device_id, hall_id,
+                            self._cases([case_id]), self.profile)
+            claimer = _Claimer(self._claims(verdict.keys))
+            outcome, reason = claimer.decide(rating_id, verdict)
+            self._write_claims(claimer.new)
+            self._conn.execute("INSERT INTO rating_links (rating_id, case_id, linked_at) VALUES (?, ?, ?)",
+                               (rating_id, case_id, _ts(decided_at)))
+            self._conn.execute("INSERT INTO rating_decisions (rating_id, outcome, reason, decided_at) "
+                               "VALUES (?, ?, ?, ?)", (rating_id, outcome, f"clerk button prompt: linked to case "
+                               f"{case_id}" + (f"; {reason}" if reason else ""), _ts(decided_at)))
+            self._conn.execute("DELETE FROM pending_cases WHERE rating_id = ?", (rating_id,))
+
     # -- reading ------------------------------------------------------------
 
     def outcome(self, rating_id: str) -> tuple[Outcome, str] | None:
@@ -281,9 +310,9 @@ class Store:
                     self._conn.execute(_EXPORT_QUERY, (last, _EXPORT_CHUNK))]
             if not rows:
                 return
-            cases = self._cases({c for _order, record in rows for c in record["case_ids"]})
+            cases = self._cases({c for _order, record in rows for c in _linked(record)})
             for _order, record in rows:
-                record["cases"] = [_public_case(cases[c]) for c in record["case_ids"] if c in cases]
+                record["cases"] = [_public_case(cases[c]) for c in _linked(record) if c in cases]
                 yield record
             last = rows[-1][0]
 
@@ -325,7 +354,7 @@ class _Claimer:
         for key in verdict.keys:
             self.taken[key] = rating_id
             self.new.append((key, rating_id))
-        return Outcome.ACCEPTED, ""
+        return Outcome.ACCEPTED, verdict.reason
 
 
 class _Ingest:
@@ -338,16 +367,18 @@ class _Ingest:
         self.received_at = received_at
         self.received = _ts(received_at)
         self.received_day = china_date(received_at)
+        self.links: dict[str, str] = {}  # clerk-button rating id -> the case linked to it
 
     def run(self) -> list[AckResult]:
         ratings = self.message.ratings
         seen = self.store._answers(r.rating_id for r in ratings)
         identity = self._identity_problem()
         device = self.store.device(self.device_id)
-        cases = self.store._cases({c for r in ratings for c in r.case_ids})
+        fresh = [r for r in ratings if r.rating_id not in seen and not identity]
+        self.links = self._link_buttons(fresh, device)
+        cases = self.store._cases({c for r in ratings for c in r.case_ids} | set(self.links.values()))
         days = {r.rating_id: self._day(r) for r in ratings}
-        verdicts = {r.rating_id: self._verdict(r, days[r.rating_id], device, cases)
-                    for r in ratings if r.rating_id not in seen and not identity}
+        verdicts = {r.rating_id: self._verdict(r, days[r.rating_id], device, cases) for r in fresh}
         claimer = _Claimer(self.store._claims({k for v in verdicts.values() for k in v.keys}))
         answers: dict[str, AckResult] = {}
         rows, pending = [], []
@@ -366,6 +397,19 @@ class _Ingest:
                 pending += [(case_id, rating.rating_id) for case_id in verdict.missing]
         self._write(rows, claimer.new, pending)
         return [answers[r.rating_id] for r in ratings]
+
+    def _link_buttons(self, ratings: Sequence[Rating], device: Device | None) -> dict[str, str]:
+        """rating_id → case_id for clerk-button ratings (no case id) that have a case to link to now."""
+        links: dict[str, str] = {}
+        for rating in ratings:
+            if rating.kind != Kind.SERVICE or rating.case_ids or device is None:
+                continue
+            moment = button_moment(rating.rated_at, rating.clock_synced, self.received_at)
+            case_id = nearest_unrated_case(self.store._conn, device.hall_id, device.window_id, moment,
+                                           self.store.profile.button_link_minutes, set(links.values()))
+            if case_id is not None:
+                links[rating.rating_id] = case_id
+        return links
 
     def _identity_problem(self) -> str:
         if self.message.device_id != self.device_id:
@@ -387,8 +431,22 @@ class _Ingest:
         if rating.window_id is not None and rating.window_id != device.window_id:
             return Verdict(Outcome.REJECTED, f"window_id {rating.window_id} does not match device "
                                              f"{device.device_id}'s registration at window {device.window_id}")
+        if rating.kind == Kind.SERVICE and not rating.case_ids:
+            return self._button_verdict(rating, day, device, cases)
         return judge(rating.kind, rating.case_ids, day, device.device_id, device.hall_id,
                      cases, self.store.profile)
+
+    def _button_verdict(self, rating: Rating, day: date, device: Device, cases: dict[str, CaseRow]) -> Verdict:
+        minutes = self.store.profile.button_link_minutes
+        case_id = self.links.get(rating.rating_id)
+        if case_id is None:
+            return Verdict(Outcome.PENDING, f"clerk button prompt: waiting for a case completed at window "
+                           f"{device.window_id} within {minutes} minutes",
+                           missing=(window_key(device.hall_id, device.window_id),))
+        verdict = judge(rating.kind, (case_id,), day, device.device_id, device.hall_id, cases, self.store.profile)
+        return verdict._replace(reason=f"clerk button prompt: linked to case {case_id}, the unrated case "
+                                       f"completed at window {device.window_id} closest in time"
+                                       + (f"; {verdict.reason}" if verdict.reason else ""))
 
     def _day(self, rating: Rating) -> date:
         # An unsynced terminal clock may be years off; the collector's own
@@ -411,6 +469,9 @@ class _Ingest:
                          "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.store._write_claims(claims)
         conn.executemany("INSERT INTO pending_cases (case_id, rating_id) VALUES (?, ?)", pending)
+        stored = {row[0] for row in rows}
+        conn.executemany("INSERT INTO rating_links (rating_id, case_id, linked_at) VALUES (?, ?, ?)",
+                         [(rid, case_id, self.received) for rid, case_id in self.links.items() if rid in stored])
 
 
 _DEVICE_QUERY = ("SELECT d.device_id, d.hall_id, d.window_id, d.registered_at, s.state, s.version, s.outbox_depth, "
@@ -424,10 +485,15 @@ SELECT r.rowid, json_object(
     'received_at', r.received_at, 'day', r.day, 'reasons', json(r.reasons), 'prompt_id', r.prompt_id,
     'hall_id', r.hall_id, 'window_id', r.window_id, 'clerk_id', r.clerk_id, 'item_code', r.item_code,
     'outcome', o.outcome, 'reason', o.reason, 'decided_at', o.decided_at,
-    'ack_outcome', r.ack_outcome, 'ack_reason', r.ack_reason)
-FROM ratings r JOIN rating_outcomes o USING (rating_id)
+    'ack_outcome', r.ack_outcome, 'ack_reason', r.ack_reason, 'linked_case_id', l.case_id)
+FROM ratings r JOIN rating_outcomes o USING (rating_id) LEFT JOIN rating_links l USING (rating_id)
 WHERE r.rowid > ? ORDER BY r.rowid LIMIT ?
 """
+
+
+def _linked(record: dict) -> list[str]:
+    """The case ids a rating named, or the one the collector linked a clerk-button rating to."""
+    return record["case_ids"] or ([record["linked_case_id"]] if record.get("linked_case_id") else [])
 
 
 def _public_case(row: CaseRow) -> dict:

@@ -148,8 +148,10 @@ def test_case_in_another_hall_is_rejected(store):
     assert answer.outcome is Outcome.REJECTED and "hall h2" in answer.reason
 
 
-def test_service_rating_without_cases_is_rejected(store):
-    [answer] = ingest(store, rating([]))
+def test_hall_rating_without_cases_is_rejected(store):
+    # A service rating without cases is a clerk-button prompt (tests/test_button_linking.py);
+    # a hall rating must name the case whose prompt offered it.
+    [answer] = ingest(store, rating([], kind="hall"))
     assert answer.outcome is Outcome.REJECTED and answer.reason.startswith("case_ids: empty")
 
 
