@@ -303,6 +303,8 @@ class Machine:
         """``prompt`` without the cases rated here already, or None when nothing is left to rate."""
         if prompt.prompt_id in self._rated_prompts:
             return None
+        if not prompt.case_ids:
+            return prompt  # a clerk-button prompt: the collector links it to the window's case
         left = tuple(c for c in prompt.case_ids if c not in self._rated_cases)
         if not left:
             return None

@@ -294,6 +294,18 @@ def test_all_cases_rated_are_not_prompted_again() -> None:
     assert out[0].prompt.case_ids == ("C3",)
 
 
+def test_a_clerk_button_prompt_without_cases_is_rated_once() -> None:
+    d = Driver(Machine(profile(hall_rating=False), TIMING))
+    shown = d(ClerkTrigger(spec("btn-1", ())))
+    assert d.state is State.PROMPTED and shown[0].prompt.case_ids == ()
+    store = next(c for c in d(StarPressed(4)) if isinstance(c, StoreRating))
+    assert store.prompt.case_ids == ()
+    d(RatingStored("r1", 1, Kind.SERVICE))
+    d(Tick(), after=3600)
+    assert d(ClerkTrigger(spec("btn-1", ()))) == []  # the same button prompt again is not re-shown
+    assert d(ClerkTrigger(spec("btn-2", ())))[0].prompt.prompt_id == "btn-2"
+
+
 def test_stored_rating_updates_rated_set() -> None:
     d = to_state(State.THANKED)
     d(Tick(), after=3600)

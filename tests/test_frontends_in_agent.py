@@ -132,3 +132,20 @@ def test_clerk_link_prompt_gpio_press_touch_reasons_and_outcome(collector, agent
         pc.send(FrameType.QUERY_OUTCOME, {"req": 9, "prompt_id": prompt_id})
         answer = pc.expect(FrameType.OUTCOME).fields()
         assert answer["state"] == "rated" and answer["outcome"] == "accepted", answer
+
+
+def test_the_clerk_button_prompt_is_linked_to_the_windows_case(collector, agent_parts):
+    agent, _pc, factory, _touch = agent_parts
+    collector._store.add_cases(cases("C9"), now_cst())
+    trigger = factory.pin(17)  # the clerk-side 请评价 key: no case id
+    trigger.drive_low()
+    time.sleep(0.05)
+    trigger.drive_high()
+    wait_until(lambda: agent.machine.state is State.PROMPTED, 5)
+    assert agent.machine.prompt is not None and agent.machine.prompt.case_ids == ()
+    time.sleep(0.1)
+    press(factory, 4)
+    wait_until(lambda: agent.outbox.depth() == 0 and agent.machine.state is State.IDLE, 10)
+    [row] = [r for r in collector._store.export() if r["score"] == 4]
+    assert (row["outcome"], row["linked_case_id"], row["case_ids"]) == ("accepted", "C9", [])
+    assert "linked to case C9" in row["ack_reason"]
