@@ -69,6 +69,35 @@ def idle_cpu(seconds: float) -> tuple[float, float]:
         return used, rss_mib()
 
 
+def touch_to_feedback(presses: int) -> list[float]:
+    """Seconds from a touch on star 5 to the redrawn frame showing its key lit.
+
+    The touch goes in as a pygame event, the screen posts StarPressed, and the
+    bench answers with the Feedback command the state machine would send.
+    """
+    import queue
+
+    from hcp.agent.events import Feedback, StarPressed
+
+    posted: queue.Queue = queue.Queue()
+    screen = TouchScreen(DisplaySection(fullscreen=False), ReceiptSection(key="bench-key-0123456789abcdef"))
+    samples = []
+    with screen:
+        screen.start(posted.put)
+        for _ in range(presses):
+            screen.perform(ShowScreen(Screen.PROMPT, prompt=PROMPT))
+            screen.wait_for_redraw()
+            assert screen.frame is not None
+            rect = next(r for r, target in screen.frame.hits if target == StarPressed(5))
+            start = time.perf_counter()
+            pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=rect.center, button=1))
+            posted.get(timeout=5)
+            screen.perform(Feedback(5))
+            screen.wait_for_redraw()
+            samples.append(time.perf_counter() - start)
+    return sorted(samples)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per screen for the fps figures")
@@ -83,6 +112,9 @@ def main() -> None:
         print(f"full redraw {size}: {sum(rates.values()) / len(rates):.0f} fps mean, "
               f"slowest {worst} {rates[worst]:.0f} fps")
     pygame.display.quit()
+    latency = touch_to_feedback(200)
+    print(f"touch → feedback drawn: median {latency[len(latency) // 2] * 1e3:.1f} ms, "
+          f"max {latency[-1] * 1e3:.1f} ms over {len(latency)} touches")
     used, rss = idle_cpu(args.idle)
     print(f"idle CPU: {used:.3f} s over {args.idle:.0f} s = {100 * used / args.idle:.2f} % of one core")
     print(f"resident memory: {rss_start:.0f} MiB at start, {rss:.0f} MiB with the UI loaded")

@@ -54,6 +54,8 @@ class DemoSettings:
     seed: int = 7
     timeout_s: float = 240.0
     hall_id: str = "hall01"
+    #: Show window 1's touchscreen in a desktop window (needs a display).
+    show_touch: bool = False
 
 
 @dataclass
@@ -154,8 +156,9 @@ class HallDemo:
         device_id = f"{self.s.hall_id}-{window_id}"
         config = self.s.workdir / "agents" / f"{device_id}.toml"
         config.parent.mkdir(parents=True, exist_ok=True)
+        touch = self.s.show_touch and index == 0
         config.write_text(_agent_toml(device_id, self.s.hall_id, window_id, index, self.broker.port,
-                                      self.s.workdir / "agents" / device_id, self.s.policy), "utf-8")
+                                      self.s.workdir / "agents" / device_id, self.s.policy, touch), "utf-8")
         log_file = (self.s.workdir / "agents" / f"{device_id}.log").open("w")
         proc = self._hcp("agent", "--config", str(config), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=log_file, bufsize=1)
@@ -507,7 +510,11 @@ def _row(name: str, c: Counter[str]) -> str:
 
 
 def _agent_toml(device_id: str, hall_id: str, window_id: str, index: int, port: int, data: Path,
-                policy: str) -> str:
+                policy: str, touch: bool = False) -> str:
+    # With touch, the simulated citizen still presses through the sim panel; the
+    # touchscreen shows what the terminal shows, in a desktop window.
+    kinds = '["sim", "touch"]' if touch else '["sim"]'
+    display = "\n[display]\nfullscreen = false\nhide_cursor = false\n" if touch else ""
     return f'''# Written by hcp demo: one window terminal with the simulated panel.
 [device]
 id = "{device_id}"
@@ -535,8 +542,8 @@ resend_after_s = 5
 status_interval_s = 5
 
 [frontend]
-kinds = ["sim"]
-
+kinds = {kinds}
+{display}
 [clock]
 synced = "yes"
 

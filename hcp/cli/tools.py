@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default="ulanqab", help="policy preset (default ulanqab: hall rating, batches)")
     p.add_argument("--seed", type=int, default=7, help="random seed of the citizens")
     p.add_argument("--workdir", type=Path, help="keep databases and logs here (default: a temporary directory)")
+    p.add_argument("--touch", action=argparse.BooleanOptionalAction, default=None,
+                   help="show window 1's touchscreen in a desktop window (default: when a display exists)")
     p.set_defaults(func=run_demo)
 
 
@@ -31,8 +34,10 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ConfigError("--windows must be at least 1 and --cases at least 8")
 
     def demo(workdir: Path) -> int:
+        touch = args.touch if args.touch is not None else bool(os.environ.get("DISPLAY")
+                                                               or os.environ.get("WAYLAND_DISPLAY"))
         settings = DemoSettings(workdir=workdir, windows=args.windows, cases_per_window=args.cases,
-                                outage_s=args.outage, policy=args.policy, seed=args.seed)
+                                outage_s=args.outage, policy=args.policy, seed=args.seed, show_touch=touch)
         return HallDemo(settings).run()
 
     if args.workdir:
