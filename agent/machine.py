@@ -130,6 +130,11 @@ class Machine:
         self._storing: StoreRating | None = None
         self._stored: list[Thanked] = []
 
+    def retune(self, profile: Profile, timing: TimingSection) -> None:
+        """New rules and timings (remote settings); deadlines already set keep their time."""
+        self._profile = profile
+        self._timing = timing
+
     # ---- what tests and the runtime may look at ------------------------------
 
     @property

@@ -13,15 +13,19 @@ the machine thank the citizen.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from hcp import __version__
+from hcp.agent import remote
 from hcp.agent.clock import Clock
 from hcp.agent.events import (
     ClerkTrigger,
@@ -43,7 +47,7 @@ from hcp.domain import Outcome
 from hcp.exc import ProtocolError
 from hcp.protocol import AckMessage, AckResult, PromptMessage, StatusMessage, Topics, decode, encode
 from hcp.sync.exc import OutboxError, OutboxFull, SyncError
-from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink, Will
+from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink, Will, tls_from
 from hcp.sync.outbox import Draft, Outbox
 from hcp.sync.syncer import Syncer
 
@@ -53,6 +57,8 @@ log = logging.getLogger("hcp.agent")
 TICK_S = 0.1
 #: How often the syncer is pumped without a reason (resends, a link that came back).
 PUMP_S = 1.0
+#: What the agent last knew, for ``hcp status`` (in data.dir).
+STATUS_FILE = "status.json"
 _PROMPTING = frozenset({State.PROMPTED, State.REASONS, State.HALL})
 
 
@@ -92,6 +98,7 @@ class Agent:
         # rating id -> prompt id, for telling the clerk link the collector's verdict.
         self._prompt_of: dict[str, str] = {}
         self._last_progress = time.monotonic()
+        self._last_ack_at: datetime | None = None
         try:
             self._build(config, frontends, clock, profile)
         except BaseException:
@@ -101,7 +108,11 @@ class Agent:
     def _build(self, config: AgentConfig, frontends: list[FrontEnd] | None, clock: Clock | None,
                profile: Profile | None) -> None:
         self.clock = clock or Clock(config.clock.synced)
-        profile = profile or config.policy.load()
+        self._settings = remote.load_last_good(config.data.dir)
+        applied = remote.apply(config, self._settings)
+        self.config = config = applied.config
+        self._own_profile = profile
+        profile = profile or applied.profile or config.policy.load()
         self._outbox = Outbox(config.data.dir / "outbox.sqlite", config.data.outbox_max_rows)
         self.machine = Machine(profile, config.timing, self._outbox.rated_case_ids())
         self._link = MqttLink(self._link_settings(), self._on_message, self._on_connection)
@@ -117,7 +128,7 @@ class Agent:
         return LinkSettings(host=broker.host, port=broker.port, client_id=f"hcp-agent-{self.device_id}",
                             keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
                             clean_start=False, will=Will(self.topics.status(self.device_id), encode(offline)),
-                            **options)
+                            tls=tls_from(broker.ca_file, broker.cert_file, broker.key_file), **options)
 
     @property
     def outbox(self) -> Outbox:
@@ -143,11 +154,17 @@ class Agent:
 
     # ---- the loop ------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Serve the window until ``stop`` is set; call from one thread only, and close() after it returns."""
+    def run(self, stop: threading.Event, heartbeat: Callable[[], None] | None = None) -> None:
+        """Serve the window until ``stop`` is set; call from one thread only, and close() after it returns.
+
+        ``heartbeat`` is called on every turn of the loop (the systemd watchdog):
+        a loop that hangs stops calling it.
+        """
         self._start()
         next_tick = next_pump = next_status = time.monotonic()
         while not stop.is_set() and not self._closed:
+            if heartbeat is not None:
+                heartbeat()
             try:
                 item = self._queue.get(timeout=max(0.0, next_tick - time.monotonic()))
             except queue.Empty:
@@ -175,6 +192,7 @@ class Agent:
             frontend.start(self.post)
         self.link.subscribe(self.topics.prompt(self.device_id))
         self.link.subscribe(self.topics.ack(self.device_id))
+        self.link.subscribe(self.topics.config(self.device_id))
         self.link.start()
         log.info("agent %s started: outbox depth %d, clock %s", self.device_id, self.outbox.depth(),
                  "synced" if self.clock.synced else "NOT synced")
@@ -266,6 +284,8 @@ class Agent:
             self._heard_prompt(message.payload)
         elif message.topic == self.topics.ack(self.device_id):
             self._heard_ack(message.payload)
+        elif message.topic == self.topics.config(self.device_id):
+            self._heard_settings(message.payload)
         else:
             log.debug("ignored a message on %s", message.topic)
 
@@ -292,6 +312,7 @@ class Agent:
             log.error("cannot settle an ack: %s", err)
             return
         self._last_progress = time.monotonic()
+        self._last_ack_at = self.clock.now()
         for result in results:
             if result.outcome is Outcome.REJECTED:
                 log.warning("collector rejected rating %s: %s", result.rating_id, result.reason)
@@ -299,6 +320,34 @@ class Agent:
         if self._store_error and self.outbox.depth() < self.outbox.max_rows:
             self._store_error = None  # room again: the next rating will be stored
         self._pump()
+
+    def _heard_settings(self, payload: bytes) -> None:
+        """A settings push: validated whole, saved, then applied; a bad one leaves the last good in force."""
+        if not payload:
+            return  # the operator cleared the retained settings; what runs stays
+        try:
+            settings = remote.check(payload, self.settings_version)
+        except remote.SettingsRejected as err:
+            log.warning("settings push refused, keeping version %d: %s", self.settings_version, err)
+            return
+        try:
+            remote.save(self.config.data.dir, settings)
+        except OSError as err:
+            log.error("settings version %d not saved (%s); not applied", settings.version, err)
+            return
+        applied = remote.apply(self.config, settings)
+        self.config, self._settings = applied.config, settings
+        self.machine.retune(self._own_profile or applied.profile or self.config.policy.load(), self.config.timing)
+        for frontend in self._frontends:
+            if hasattr(frontend, "set_volume"):
+                frontend.set_volume(self.config.voice.volume)
+        log.info("settings version %d applied: %s", settings.version, remote.describe(settings))
+        self._publish_status()
+
+    @property
+    def settings_version(self) -> int:
+        """The version of the remote settings in force (0: none pushed yet)."""
+        return self._settings.version if self._settings is not None else 0
 
     def _tell_outcome(self, result: AckResult) -> None:
         """Front ends that answer the clerk (the clerk link) learn the collector's verdict per prompt."""
@@ -329,9 +378,10 @@ class Agent:
             log.warning("sync paused: %s", err)
 
     def _publish_status(self) -> None:
+        status = self.status_message()
+        self._write_status_file(status)
         if not self.link.connected:
             return
-        status = self.status_message()
         try:
             self.link.publish(self.topics.status(self.device_id), encode(status), qos=1, retain=True)
         except SyncError as err:
@@ -345,7 +395,22 @@ class Agent:
             oldest = None
         return StatusMessage(v=1, device_id=self.device_id, state=state, version=__version__,  # type: ignore[arg-type]
                              outbox_depth=self.outbox.depth(), oldest_unsent_at=oldest,
-                             clock_synced=self.clock.synced, at=self.clock.now())
+                             clock_synced=self.clock.synced, at=self.clock.now(), boot_id=self.clock.boot_id,
+                             uptime_s=self.clock.uptime_s(), settings_version=self.settings_version)
+
+    def _write_status_file(self, status: StatusMessage) -> None:
+        """``<data.dir>/status.json`` for ``hcp status``: what the agent knows, including the link state."""
+        facts = {"status": json.loads(encode(status)), "link_up": self.link.connected,
+                 "broker": f"{self.config.broker.host}:{self.config.broker.port}",
+                 "last_ack_at": self._last_ack_at.isoformat() if self._last_ack_at else None,
+                 "written_at": self.clock.now().isoformat()}
+        path = self.config.data.dir / STATUS_FILE
+        try:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(facts, ensure_ascii=False), "utf-8")
+            os.replace(tmp, path)
+        except OSError as err:
+            log.warning("status file %s not written: %s", path, err)
 
     # ---- the status light ----------------------------------------------------
 

@@ -8,6 +8,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv; do
   have_pkg "$pkg" || need+=("$pkg")
 done
+# systemd-analyze (tests verify the units with it): in the systemd package.
+command -v systemd-analyze >/dev/null 2>&1 || have_pkg systemd || need+=(systemd)
 # A Python 3.11 interpreter: Bookworm's python3 is 3.11.
 if ! command -v python3.11 >/dev/null 2>&1; then
   have_pkg python3.11 || need+=(python3.11 python3.11-venv)

@@ -55,7 +55,7 @@ class Broker:
         base = (resources.files("hcp.config") / "mosquitto" / "hcp.conf").read_text("utf-8")
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            f"{base}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"{base}\n{self._listener_conf()}\n"
             # Run as whoever started us: as root, mosquitto would switch to its own user
             # and lose access to the work directory.
             f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
@@ -63,6 +63,10 @@ class Broker:
             f"log_type error\nlog_type warning\nlog_type notice\nlog_type information\n{self._extra}\n",
             "utf-8")
         return conf
+
+    def _listener_conf(self) -> str:
+        """The listener lines: plain MQTT, anyone may connect (tests and demo)."""
+        return f"listener {self.port} 127.0.0.1\nallow_anonymous true"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start mosquitto and wait until it accepts connections."""
@@ -120,3 +124,24 @@ class Broker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TlsBroker(Broker):
+    """Mosquitto with the production TLS listener and ACL (config/mosquitto/hcp-tls.conf, hcp.acl).
+
+    The shipped files are used as they are, with their /etc paths pointed at
+    ``pki_dir`` (ca.crt, broker.crt, broker.key, crl.pem) and the listener at a
+    free loopback port, so the tests exercise exactly what production runs.
+    """
+
+    def __init__(self, workdir: Path, pki_dir: Path, port: int | None = None, extra_conf: str = "") -> None:
+        super().__init__(workdir, port, extra_conf)
+        self.pki_dir = Path(pki_dir)
+
+    def _listener_conf(self) -> str:
+        folder = resources.files("hcp.config") / "mosquitto"
+        acl = self.workdir / "hcp.acl"
+        acl.write_text((folder / "hcp.acl").read_text("utf-8"), "utf-8")
+        conf = (folder / "hcp-tls.conf").read_text("utf-8")
+        conf = conf.replace("/etc/hcp/pki/", f"{self.pki_dir}/").replace("/etc/mosquitto/conf.d/hcp.acl", str(acl))
+        return conf.replace("listener 8883", f"listener {self.port} 127.0.0.1")

@@ -58,6 +58,11 @@ class TlsSettings:
     key_file: Path | None = None
 
 
+def tls_from(ca_file: Path | None, cert_file: Path | None = None, key_file: Path | None = None) -> TlsSettings | None:
+    """TLS settings when a CA file is configured; None means plain MQTT."""
+    return None if ca_file is None else TlsSettings(Path(ca_file), cert_file, key_file)
+
+
 @dataclass(frozen=True)
 class Will:
     """The last will: the broker publishes it when the link dies without a DISCONNECT."""

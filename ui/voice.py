@@ -85,6 +85,12 @@ class Voice:
             return
         self._mixer.Channel(_TONE if tone else _SPEECH).play(self._sounds[sound])
 
+    def set_volume(self, volume: float) -> None:
+        """Change the playback volume (0 to 1) from now on, e.g. after a remote settings push."""
+        self.settings = self.settings.model_copy(update={"volume": max(0.0, min(1.0, volume))})
+        for sound in self._sounds.values():
+            sound.set_volume(self.settings.volume)
+
     def close(self) -> None:
         """Release the audio device; safe to call twice."""
         mixer, self._mixer = self._mixer, None

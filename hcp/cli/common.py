@@ -46,3 +46,23 @@ def stop_on_signals() -> threading.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def add_print_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective configuration (secrets redacted) and exit")
+
+
+def print_config_and_exit(config) -> int:
+    """``--print-config``: the effective config as TOML, every secret redacted."""
+    from hcp.config.secrets import printable
+
+    print(printable(config), end="")
+    return 0
+
+
+def service_notifier():  # -> hcp.sdnotify.Notifier
+    """The systemd notifier of this process (a no-op outside systemd)."""
+    from hcp.sdnotify import Notifier
+
+    return Notifier.from_env()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from hcp.cli.common import add_config_flags, common_overrides, stop_on_signals
+from hcp.cli.common import (
+    add_config_flags,
+    add_print_config,
+    common_overrides,
+    print_config_and_exit,
+    service_notifier,
+    stop_on_signals,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  hcp agent --device-id t1 --hall h1 --window w1 --broker 127.0.0.1:1883 --data-dir ./var/t1",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
+    add_print_config(p)
     p.add_argument("--device-id", help="this terminal's id")
     p.add_argument("--hall", help="hall id this terminal stands in")
     p.add_argument("--window", help="window id this terminal serves")
@@ -42,7 +50,12 @@ def run_agent(args: argparse.Namespace) -> int:
     from hcp.agent.runtime import Agent
 
     config = agent_config(args)
+    if args.print_config:
+        return print_config_and_exit(config)
     stop = stop_on_signals()
+    notifier = service_notifier()
     with Agent(config, build_frontends(config)) as agent:
-        agent.run(stop)
+        notifier.ready(f"terminal {config.device.id}")
+        agent.run(stop, heartbeat=notifier.watchdog)
+        notifier.stopping()
     return 0

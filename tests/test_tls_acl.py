@@ -1,0 +1,201 @@
+"""Device identity: the production Mosquitto config (mutual TLS, CN as username, %u ACL) with a real collector.
+
+Terminal A must not speak for B, read B's prompts, or get in at all without a
+certificate of the device CA that is not revoked; none of those attempts may
+leave a row in the collector's store.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hcp.collector.pseudonym import load_or_create_key
+from hcp.collector.service import Collector
+from hcp.collector.store import Store
+from hcp.config.schema import CollectorConfig
+from hcp.domain import now_cst
+from hcp.pki import Pki, PkiError
+from hcp.protocol import AckMessage, PromptMessage, Rating, RatingMessage, Topics, decode, encode
+from hcp.sim.broker import TlsBroker
+from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink, TlsSettings
+
+T = Topics()
+WAIT_S = 10
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Pki:
+    pki = Pki(tmp_path_factory.mktemp("pki"))
+    pki.init()
+    pki.issue_broker(["localhost", "127.0.0.1"])
+    for name in ("h1-w1", "h1-w2", "h9-w9", "h1-w3"):
+        pki.issue_device(name)
+    for name in ("collector", "business"):
+        pki.issue_service(name)
+    pki.revoke("h1-w3")
+    return pki
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory) -> Pki:
+    other = Pki(tmp_path_factory.mktemp("foreign"))
+    other.init("someone else's CA")
+    other.issue_device("h1-w1")
+    return other
+
+
+@pytest.fixture
+def tls_broker(tmp_path, pki) -> Iterator[TlsBroker]:
+    with TlsBroker(tmp_path / "broker", pki.dir) as running:
+        yield running
+
+
+@pytest.fixture
+def collector(tmp_path, tls_broker, pki) -> Iterator[Collector]:
+    config = CollectorConfig.model_validate({
+        "collector": {"id": "collector"},
+        "broker": {"host": "127.0.0.1", "port": tls_broker.port, "ca_file": str(pki.ca_cert_path),
+                   "cert_file": str(pki.cert_path("collector")), "key_file": str(pki.key_path("collector"))},
+        "data": {"dir": str(tmp_path / "data")}, "policy": {"preset": "ulanqab"}})
+    service = Collector(config)
+    with Store.open(service.database, service.profile, load_or_create_key(service.secret_file)) as store:
+        for device, window in (("h1-w1", "w1"), ("h1-w2", "w2"), ("h1-w3", "w3")):
+            store.register_device(device, "h1", window)
+    service.start()
+    assert service.wait_connected(WAIT_S)
+    yield service
+    service.close()
+
+
+class Client:
+    """A test MQTT client holding one identity's certificate (or none)."""
+
+    def __init__(self, broker: TlsBroker, pki: Pki, name: str | None, *topics: str, ca: Path | None = None) -> None:
+        self.heard: queue.Queue[Incoming] = queue.Queue()
+        tls = TlsSettings(ca or pki.ca_cert_path, pki.cert_path(name) if name else None,
+                          pki.key_path(name) if name else None)
+        self.link = MqttLink(LinkSettings("127.0.0.1", broker.port, f"c-{uuid.uuid4().hex[:8]}", clean_start=True,
+                                          session_expiry_s=0, backoff_max_s=0.5, tls=tls), self.heard.put)
+        for topic in topics:
+            self.link.subscribe(topic)
+        self.link.start()
+
+    def close(self) -> None:
+        self.link.close()
+
+
+def rating_message(device_id: str, window_id: str = "w1") -> RatingMessage:
+    rating = Rating(rating_id=uuid.uuid4().hex, seq=1, kind="service", case_ids=["C1"], score=5,
+                    rated_at=now_cst(), clock_synced=True, hall_id="h1", window_id=window_id)
+    return RatingMessage(v=1, device_id=device_id, ratings=[rating])
+
+
+def rows(collector: Collector) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(f"file:{collector.database}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute("SELECT rating_id, device_id FROM ratings").fetchall()
+    finally:
+        conn.close()
+
+
+def ack_of(client: Client) -> AckMessage:
+    return decode(AckMessage, client.heard.get(timeout=WAIT_S).payload)
+
+
+def test_a_terminal_speaks_for_itself_only(tls_broker, pki, collector):
+    a = Client(tls_broker, pki, "h1-w1", T.ack("h1-w1"), T.ack("h1-w2"))
+    try:
+        assert a.link.wait_connected(WAIT_S)
+        own = rating_message("h1-w1")
+        a.link.publish(T.rating("h1-w1"), encode(own), wait_s=WAIT_S)
+        assert ack_of(a).results[0].rating_id == own.ratings[0].rating_id  # the control: A itself gets through
+        forged = rating_message("h1-w2", "w2")
+        a.link.publish(T.rating("h1-w2"), encode(forged))  # the broker refuses it (PUBACK 0x87)
+        time.sleep(1.5)
+        assert [r[0] for r in rows(collector)] == [own.ratings[0].rating_id]
+        assert a.heard.empty()  # nor may A read B's ack
+    finally:
+        a.close()
+
+
+def test_a_terminal_cannot_read_another_terminals_prompts(tls_broker, pki, collector):
+    a = Client(tls_broker, pki, "h1-w1", T.prompt("h1-w2"), f"{T.prefix}/dev/+/prompt")
+    b = Client(tls_broker, pki, "h1-w2", T.prompt("h1-w2"))
+    business = Client(tls_broker, pki, "business")
+    try:
+        for client in (a, b, business):
+            assert client.link.wait_connected(WAIT_S)
+        time.sleep(0.3)  # subscriptions settle
+        prompt = PromptMessage(v=1, prompt_id="p1", case_ids=["C1"], item_code="I1", item_name="营业执照",
+                               clerk_id="E1")
+        business.link.publish(T.prompt("h1-w2"), encode(prompt), wait_s=WAIT_S)
+        assert b.heard.get(timeout=WAIT_S).topic == T.prompt("h1-w2")
+        time.sleep(0.5)
+        assert a.heard.empty()
+    finally:
+        for client in (a, b, business):
+            client.close()
+
+
+def test_a_terminal_cannot_publish_prompts_or_forge_acks(tls_broker, pki, collector):
+    a = Client(tls_broker, pki, "h1-w1")
+    b = Client(tls_broker, pki, "h1-w2", T.prompt("h1-w2"), T.ack("h1-w2"))
+    try:
+        assert a.link.wait_connected(WAIT_S) and b.link.wait_connected(WAIT_S)
+        time.sleep(0.3)
+        a.link.publish(T.prompt("h1-w2"), b"{}")
+        a.link.publish(T.ack("h1-w2"), encode(AckMessage(v=1)))
+        time.sleep(1.0)
+        assert b.heard.empty()
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("who", ["no certificate", "revoked", "foreign CA"])
+def test_no_way_in_without_a_valid_certificate(tls_broker, pki, foreign, collector, who):
+    if who == "no certificate":
+        client = Client(tls_broker, pki, None)
+    elif who == "revoked":
+        client = Client(tls_broker, pki, "h1-w3")
+    else:  # A's name, signed by another CA; the client trusts the broker's real CA
+        client = Client(tls_broker, foreign, "h1-w1", ca=pki.ca_cert_path)
+    try:
+        assert not client.link.wait_connected(3)
+    finally:
+        client.close()
+    assert rows(collector) == []
+
+
+def test_binding_and_registration_with_tls_identities(tls_broker, pki, collector):
+    a = Client(tls_broker, pki, "h1-w1", T.ack("h1-w1"))
+    stranger = Client(tls_broker, pki, "h9-w9", T.ack("h9-w9"))  # a valid certificate, never registered
+    try:
+        assert a.link.wait_connected(WAIT_S) and stranger.link.wait_connected(WAIT_S)
+        time.sleep(0.3)
+        a.link.publish(T.rating("h1-w1"), encode(rating_message("h1-w1", window_id="w2")), wait_s=WAIT_S)
+        result = ack_of(a).results[0]
+        assert result.outcome == "rejected" and "window_id w2" in result.reason
+        stranger.link.publish(T.rating("h9-w9"), encode(rating_message("h9-w9")), wait_s=WAIT_S)
+        result = ack_of(stranger).results[0]
+        assert result.outcome == "rejected" and "not registered" in result.reason
+        assert [r[1] for r in rows(collector)] == ["h1-w1"]  # the mis-bound one, kept as rejected
+    finally:
+        a.close()
+        stranger.close()
+
+
+def test_pki_refuses_service_names_and_reissue(pki):
+    with pytest.raises(PkiError, match="service identity"):
+        pki.issue_device("collector")
+    with pytest.raises(PkiError, match="already has a valid certificate"):
+        pki.issue_device("h1-w1")
+    assert (pki.key_path("h1-w1").stat().st_mode & 0o777) == 0o600
+    assert any(i.name == "h1-w3" and i.revoked_at for i in pki.issued())
