@@ -23,3 +23,11 @@ class UnknownDevice(CollectorError, KeyError):
 
 class SecretKeyError(CollectorError, ConfigError):
     """The pseudonym key file is missing, unreadable, too short or too open."""
+
+
+class Refused(CollectorError, ValueError):
+    """A lifecycle action that the record's state or the policy does not allow; says why."""
+
+
+class NotFound(CollectorError, LookupError):
+    """A follow-up, appeal or rating id that is not in the store."""

@@ -8,11 +8,11 @@ is the database's business (a unique key), never this module's.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from hcp.config.policy import Profile
-from hcp.domain import Intake, Kind, Outcome
+from hcp.domain import Intake, Kind, Outcome, china_date
 
 # Plain strings: comparing against enum members costs a descriptor call each,
 # and judge() runs once per rating of a 100,000-rating backlog.
@@ -59,7 +59,7 @@ def judge(kind: str, case_ids: Sequence[str], day: date, device_id: str, device_
     if missing:
         return Verdict(Outcome.PENDING, f"waiting for case record(s) {', '.join(missing)}", missing=missing)
     rows = [cases[c] for c in unique]
-    problem = _case_problem(kind, rows, device_id, device_hall, profile)
+    problem = _case_problem(kind, rows, device_id, device_hall, profile) or _period_problem(kind, rows, day, profile)
     if problem:
         return _rejected(problem)
     keys = hall_keys(rows, day, profile) if kind == _HALL else service_keys(rows, profile)
@@ -76,6 +76,26 @@ def _case_problem(kind: str, rows: Sequence[CaseRow], device_id: str, device_hal
         if row.hall_id != device_hall:
             return (f"case {row.case_id}: handled in hall {row.hall_id}, but device {device_id} "
                     f"stands in hall {device_hall}")
+    return ""
+
+
+def last_rating_day(completed_at: str, profile: Profile) -> date | None:
+    """The last China day a case may be rated on before it defaults; None when the profile has no default."""
+    if profile.default_after_days is None:
+        return None
+    return china_date(datetime.fromisoformat(completed_at)) + timedelta(days=profile.default_after_days)
+
+
+def _period_problem(kind: str, rows: Sequence[CaseRow], day: date, profile: Profile) -> str:
+    # A rating made after the period belongs to no one: the case is (or is
+    # about to be) given the default level, whichever runs first.
+    if kind != _SERVICE or profile.default_after_days is None:
+        return ""
+    for row in rows:
+        last = last_rating_day(row.completed_at, profile)
+        if last is not None and day > last:
+            return (f"case {row.case_id}: rating period ended on {last} ({profile.default_after_days} natural "
+                    "days after completion); the case gets the default rating")
     return ""
 
 

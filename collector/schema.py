@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from hcp.collector.schema_lifecycle import m004_lifecycle
+
 _M001 = """
 CREATE TABLE devices (
     device_id     TEXT PRIMARY KEY,
@@ -107,4 +109,11 @@ def m002_rating_links(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX rating_links_case ON rating_links (case_id)")
 
 
-MIGRATIONS = [m001_collector, m002_rating_links]
+def m003_fleet(db: sqlite_utils.Database) -> None:
+    """Fleet health: the settings version each terminal runs and its clock reference (hcp.collector.fleet)."""
+    from hcp.collector.fleet import FLEET_TABLE
+
+    db.execute(FLEET_TABLE)
+
+
+MIGRATIONS = [m001_collector, m002_rating_links, m003_fleet, m004_lifecycle]

@@ -15,11 +15,14 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
 from hcp.collector.triage import triage
@@ -38,13 +41,17 @@ from hcp.protocol import (
     encode,
 )
 from hcp.sync.exc import LinkDown
-from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink
+from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink, tls_from
 
 log = logging.getLogger("hcp.collector")
 
 #: How long the worker waits for a message before looking at the stop flag.
 _IDLE_S = 0.2
 _JOIN_S = 30.0
+#: A worker that has not come round its loop for this long is hung: the watchdog pings stop.
+_STUCK_S = 60.0
+#: Seconds after start before the first default job (then collector.lifecycle_interval_s).
+_FIRST_LIFECYCLE_S = 10.0
 
 Reply = tuple[str, bytes]
 
@@ -76,6 +83,11 @@ class Collector:
         self._store: Store | None = None
         self._link: MqttLink | None = None
         self._worker: threading.Thread | None = None
+        self._beat = time.monotonic()
+        # The first default job waits a little and for an idle moment: ratings
+        # the broker kept while we were down were made in time and must be
+        # handled before their cases are defaulted.
+        self._lifecycle_due = time.monotonic() + _FIRST_LIFECYCLE_S
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -101,7 +113,8 @@ class Collector:
         # after its commit is delivered again, even across a restart.
         return LinkSettings(host=broker.host, port=broker.port, client_id=self.config.collector.id,
                             keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
-                            clean_start=False, manual_ack=True, backoff_max_s=broker.reconnect_max_s)
+                            clean_start=False, manual_ack=True, backoff_max_s=broker.reconnect_max_s,
+                            tls=tls_from(broker.ca_file, broker.cert_file, broker.key_file))
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the link is up or ``timeout`` seconds passed."""
@@ -127,14 +140,20 @@ class Collector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run_forever(self, stop_event: threading.Event) -> None:
-        """Serve until ``stop_event`` is set (the CLI sets it on SIGTERM)."""
+    def run_forever(self, stop_event: threading.Event, heartbeat: Callable[[], None] | None = None) -> None:
+        """Serve until ``stop_event`` is set (the CLI sets it on SIGTERM).
+
+        ``heartbeat`` (the systemd watchdog) is called each second while the
+        worker is alive and turning; a worker stuck longer than _STUCK_S stops it.
+        """
         self.start()
         try:
             while not stop_event.wait(1.0):
                 if self._worker is None or not self._worker.is_alive():
                     log.error("the collector's worker stopped; exiting so the service manager restarts us")
                     return
+                if heartbeat is not None and time.monotonic() - self._beat < _STUCK_S:
+                    heartbeat()
         finally:
             self.close()
 
@@ -153,9 +172,27 @@ class Collector:
 
     def _work(self) -> None:
         while not self._stop.is_set():
+            self._beat = time.monotonic()
             batch = self._take()
             if batch:
                 self._process(batch)
+            elif self._beat >= self._lifecycle_due and self._link is not None and self._link.wait_connected(0):
+                self._run_lifecycle()
+
+    def _run_lifecycle(self) -> None:
+        """The default job and a signed chain head, on the worker thread that owns the database."""
+        assert self._store is not None
+        interval = self.config.collector.lifecycle_interval_s
+        self._lifecycle_due = time.monotonic() + interval
+        lifecycle = Lifecycle(self._store)
+        try:
+            run = lifecycle.run_defaults(now_cst())
+            lifecycle.sign_head(now_cst())
+        except sqlite3.Error as err:
+            log.error("lifecycle job failed: %s; it runs again in %s s", err, interval)
+            return
+        if run.defaulted:
+            log.info("default job: %d case(s) given the default rating", run.defaulted)
 
     def _take(self) -> list[_Queued]:
         try:

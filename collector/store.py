@@ -24,11 +24,15 @@ from pathlib import Path
 
 import sqlite_utils
 
+from hcp.collector.chain import seal
 from hcp.collector.exc import StoreError, UnknownDevice
+from hcp.collector.fleet import clock_reference, fleet_rows, placed_at, record_fleet_status
+from hcp.collector.followup import open_followups
 from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
 from hcp.collector.schema import MIGRATIONS
+from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
 from hcp.db import migrate, open_db, transaction
 from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst
@@ -42,6 +46,8 @@ _CASE_COLUMNS = ("case_id, hall_id, window_id, item_code, item_name, clerk_id, i
 _CACHE_KIB = 64 * 1024
 #: Rows fetched per query when exporting.
 _EXPORT_CHUNK = 1000
+#: Rating ids of default ratings start so; terminal rating ids are hex and dashes only.
+DEFAULT_PREFIX = "default:"
 
 
 @dataclass(frozen=True)
@@ -77,10 +83,13 @@ class WindowCount:
 class Store:
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
-    def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes) -> None:
+    def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,
+                 calendar: Calendar | None = None) -> None:
         self._db = db
         self._conn: sqlite3.Connection = db.conn
         self.profile = profile
+        self.calendar = calendar or Calendar.shipped()
+        self._key = key
         self._pseudonym = Pseudonymizer(key)
         self._savepoints = 0
         # A backlog's lookups and index inserts hit the same pages again and
@@ -89,9 +98,10 @@ class Store:
         migrate(db, MIGRATIONS)
 
     @classmethod
-    def open(cls, path: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True) -> Store:
+    def open(cls, path: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True,
+             calendar: Calendar | None = None) -> Store:
         """A store over the SQLite file ``path`` (created and migrated as needed)."""
-        return cls(open_db(path, check_same_thread=check_same_thread), profile, key)
+        return cls(open_db(path, check_same_thread=check_same_thread), profile, key, calendar=calendar)
 
     def close(self) -> None:
         """Close the database; safe to call twice."""
@@ -109,9 +119,14 @@ class Store:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """One transaction around several calls; each call inside is its own savepoint."""
+        """One transaction around several calls; each call inside is its own savepoint.
+
+        Every commit ends by sealing the new records into the hash chain, so
+        no committed record is ever outside it.
+        """
         with transaction(self._db):
             yield
+            seal(self._conn)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -178,7 +193,12 @@ class Store:
                 "clock_synced, at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (device_id, status.state, status.version, status.outbox_depth, _ts_or_none(status.oldest_unsent_at),
                  status.clock_synced, _ts_or_none(status.at), _ts(received_at)))
+            record_fleet_status(self._conn, device_id, status, received_at)
         return True
+
+    def fleet(self) -> list[dict]:
+        """Every registered terminal with its last status and fleet facts, for hcp.collector.fleet.assess."""
+        return fleet_rows(self._conn)
 
     # -- cases --------------------------------------------------------------
 
@@ -263,6 +283,10 @@ class Store:
         self._conn.executemany("INSERT INTO rating_decisions (rating_id, outcome, reason, decided_at) "
                                "VALUES (?, ?, ?, ?)", decisions)
         self._conn.executemany("DELETE FROM pending_cases WHERE rating_id = ?", [(d[0],) for d in decisions])
+        self._open_followups([d[0] for d in decisions if d[1] == Outcome.ACCEPTED], decided_at)
+
+    def _open_followups(self, rating_ids: Sequence[str], at: datetime) -> None:
+        open_followups(self._conn, self.profile, self.calendar, rating_ids, at)
 
     def _resolve_buttons(self, windows: set[tuple[str, str]], decided_at: datetime) -> None:
         """Link clerk-button ratings that waited for a case at one of ``windows``, oldest first."""
@@ -290,6 +314,8 @@ class Store:
                                "VALUES (?, ?, ?, ?)", (rating_id, outcome, f"clerk button prompt: linked to case "
                                f"{case_id}" + (f"; {reason}" if reason else ""), _ts(decided_at)))
             self._conn.execute("DELETE FROM pending_cases WHERE rating_id = ?", (rating_id,))
+            if outcome == Outcome.ACCEPTED:
+                self._open_followups([rating_id], decided_at)
 
     # -- reading ------------------------------------------------------------
 
@@ -348,6 +374,9 @@ class _Claimer:
         if verdict.outcome is not Outcome.ACCEPTED:
             return verdict.outcome, verdict.reason
         for key in verdict.keys:
+            if key in self.taken and self.taken[key].startswith(DEFAULT_PREFIX):
+                return Outcome.REJECTED, (f"{_describe(key)} was already given the default rating after its "
+                                          "rating period ended; a later rating is not accepted")
             if key in self.taken:
                 # Claim nothing: a duplicate must not block a unit it did not win.
                 return Outcome.DUPLICATE, f"{_describe(key)} already rated by rating {self.taken[key]}"
@@ -449,9 +478,13 @@ class _Ingest:
                                        + (f"; {verdict.reason}" if verdict.reason else ""))
 
     def _day(self, rating: Rating) -> date:
-        # An unsynced terminal clock may be years off; the collector's own
-        # receipt time is then the better witness of the day.
-        return china_date(rating.rated_at) if rating.clock_synced else self.received_day
+        # An unsynced terminal clock may be years off: place the rating by the
+        # collector's clock and the terminal's uptime (hcp.collector.fleet).
+        if rating.clock_synced:
+            return china_date(rating.rated_at)
+        if not hasattr(self, "_clock_ref"):
+            self._clock_ref = clock_reference(self.store._conn, self.device_id)
+        return china_date(placed_at(rating, self._clock_ref, self.received_at))
 
     def _row(self, rating: Rating, day: date, device: Device | None, outcome: Outcome, reason: str) -> tuple:
         assert device is not None
@@ -469,6 +502,7 @@ class _Ingest:
                          "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.store._write_claims(claims)
         conn.executemany("INSERT INTO pending_cases (case_id, rating_id) VALUES (?, ?)", pending)
+        self.store._open_followups([row[0] for row in rows if row[-2] == Outcome.ACCEPTED], self.received_at)
         stored = {row[0] for row in rows}
         conn.executemany("INSERT INTO rating_links (rating_id, case_id, linked_at) VALUES (?, ?, ?)",
                          [(rid, case_id, self.received) for rid, case_id in self.links.items() if rid in stored])

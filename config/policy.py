@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -33,6 +33,25 @@ class Grades(BaseModel):
         if scores != [1, 2, 3, 4, 5]:
             raise ValueError("good, neutral and bad must split the scores 1-5, each score exactly once")
         return self
+
+
+class Deadline(BaseModel):
+    """A period a policy gives for a step: hours, natural days or working days.
+
+    Days are counted from the day after the start, in China Standard Time,
+    and end at midnight closing the last day (the usual 期间 rule).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=1, le=366, description="How many hours or days.", examples=[2])
+    unit: Literal["hours", "natural_days", "working_days"] = Field(
+        description="hours, natural_days (自然日) or working_days (工作日, from the calendar).",
+        examples=["working_days"])
+
+    def describe(self) -> str:
+        """The period in words, for reasons and reports."""
+        return f"{self.count} {self.unit.replace('_', ' ')}"
 
 
 class Profile(BaseModel):
@@ -64,6 +83,39 @@ class Profile(BaseModel):
     button_link_minutes: int = Field(
         30, ge=1, description="A clerk-button prompt with no case id links to the case completed at "
         "that window closest in time, within this many minutes.")
+
+    followup_contact: Deadline | None = Field(
+        None, description="A 差评's first contact (回访) is due within this; empty when the region says only "
+        "'promptly'.", examples=[{"count": 48, "unit": "hours"}])
+    followup_rectify: Deadline | None = Field(
+        None, description="A 差评's rectification or explanation is due within this; empty when none is stated.",
+        examples=[{"count": 15, "unit": "working_days"}])
+    appeals: bool = Field(
+        False, description="Whether the rated unit may appeal a 差评 (申诉复核).", examples=[True])
+    appeal_window: Deadline | None = Field(
+        None, description="An appeal must be filed within this of the 差评; empty: no stated limit.",
+        examples=[{"count": 5, "unit": "working_days"}])
+    appeal_review: Deadline | None = Field(
+        None, description="The reviewer decides an appeal within this of its filing; empty: no stated limit.",
+        examples=[{"count": 5, "unit": "working_days"}])
+    spot_check_ratio: float = Field(
+        0.0, ge=0, le=1, description="Share of closed follow-ups whose rectification is spot-checked.",
+        examples=[0.5])
+    reminder_channels: list[Literal["voice", "sms", "message"]] = Field(
+        default_factory=list, description="How an unrated citizen is reminded (the collector lists who is due; "
+        "sending is the messaging system's job).", examples=[["sms"]])
+    reminder_after_hours: int | None = Field(
+        None, ge=1, description="Remind a citizen whose case is still unrated this many hours after completion.",
+        examples=[24])
+
+    @model_validator(mode="after")
+    def _lifecycle(self) -> Profile:
+        if not self.appeals and (self.appeal_window or self.appeal_review):
+            raise ValueError("appeal_window and appeal_review need appeals = true")
+        later = {"sms", "message"} & set(self.reminder_channels)
+        if later and self.reminder_after_hours is None:
+            raise ValueError(f"reminder_channels {sorted(later)} need reminder_after_hours")
+        return self
 
     @model_validator(mode="after")
     def _default_pair(self) -> Profile:

@@ -1,0 +1,203 @@
+"""Tamper evidence: an append-only hash chain over the records, and signed heads.
+
+Every committed transaction ends by *sealing*: each record row not yet in
+``chain`` gets an entry holding the SHA-256 of its content and a link, the
+SHA-256 of the previous link and this entry. Editing a row changes its hash;
+deleting or inserting one leaves an entry without a row or a row without an
+entry; reordering breaks the order the entries recorded. Rewriting the chain
+to match is what the *signed heads* catch: the collector signs the last link
+with an Ed25519 key derived from its secret key, and the heads are exported
+for safekeeping elsewhere, where only the public key is needed to check them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+#: The chained tables with the column that names a row; sealed in this order.
+CHAINED = (("ratings", "rating_id"), ("rating_decisions", "id"), ("rating_links", "rating_id"),
+           ("followups", "id"), ("followup_events", "id"),
+           ("followup_contacts", "followup_id"), ("appeals", "id"), ("appeal_decisions", "id"),
+           ("exclusions", "id"), ("malicious_raters", "id"))
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Head:
+    """A signed chain head: the chain up to ``seq`` ends in ``link``."""
+
+    seq: int
+    link: str
+    signed_at: str
+    public_key: str
+    signature: str
+
+    def payload(self) -> bytes:
+        return f"hcp-chain-head\n{self.seq}\n{self.link}\n{self.signed_at}".encode()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One place where the records and the chain disagree."""
+
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+def row_hash(table: str, row: tuple) -> str:
+    """The SHA-256 of a row's content (every column, in order)."""
+    text = json.dumps([table, *[v.hex() if isinstance(v, bytes) else v for v in row]], ensure_ascii=False,
+                      separators=(",", ":"))
+    # surrogatepass: a tampered row may hold bytes that are not UTF-8 (see verify); valid text is unchanged.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def next_link(previous: str, table: str, key: str, digest: str) -> str:
+    return hashlib.sha256(f"{previous}|{table}|{key}|{digest}".encode()).hexdigest()
+
+
+def seal(conn: sqlite3.Connection) -> int:
+    """Chain every record row not yet chained; returns how many. Call inside the writing transaction."""
+    last = conn.execute("SELECT seq, link FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, link = last if last else (0, GENESIS)
+    entries = []
+    for table, key in CHAINED:
+        done = conn.execute("SELECT max(row_order) FROM chain WHERE tbl = ?", (table,)).fetchone()[0] or 0
+        for rowid, *row in conn.execute(f"SELECT rowid, * FROM {table} WHERE rowid > ? ORDER BY rowid", (done,)):
+            name = str(row[_key_index(conn, table, key)])
+            digest = row_hash(table, tuple(row))
+            seq += 1
+            link = next_link(link, table, name, digest)
+            entries.append((seq, table, name, rowid, digest, link))
+    conn.executemany("INSERT INTO chain (seq, tbl, row_key, row_order, row_hash, link) VALUES (?, ?, ?, ?, ?, ?)",
+                     entries)
+    return len(entries)
+
+
+_KEY_INDEX: dict[str, int] = {}
+
+
+def _key_index(conn: sqlite3.Connection, table: str, key: str) -> int:
+    if table not in _KEY_INDEX:
+        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+        _KEY_INDEX[table] = columns.index(key)
+    return _KEY_INDEX[table]
+
+
+def signing_key(secret: bytes) -> Ed25519PrivateKey:
+    """The collector's head-signing key, derived from its secret key (so one file holds both)."""
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"hcp-chain-sign\0" + secret).digest())
+
+
+def public_hex(key: Ed25519PrivateKey) -> str:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def sign_head(conn: sqlite3.Connection, secret: bytes, now: datetime) -> Head | None:
+    """Sign the current chain head and store it; None when the chain is empty or already signed there."""
+    last = conn.execute("SELECT seq, link FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+    if last is None:
+        return None
+    signed = conn.execute("SELECT max(seq) FROM chain_heads").fetchone()[0]
+    if signed == last[0]:
+        return None
+    key = signing_key(secret)
+    unsigned = Head(last[0], last[1], now.astimezone(UTC).isoformat(timespec="seconds"), public_hex(key), "")
+    head = Head(**{**unsigned.__dict__, "signature": key.sign(unsigned.payload()).hex()})
+    conn.execute("INSERT INTO chain_heads (seq, link, signed_at, public_key, signature) VALUES (?, ?, ?, ?, ?)",
+                 (head.seq, head.link, head.signed_at, head.public_key, head.signature))
+    return head
+
+
+def heads(conn: sqlite3.Connection) -> list[Head]:
+    """Every stored signed head, oldest first."""
+    return [Head(*row) for row in conn.execute(
+        "SELECT seq, link, signed_at, public_key, signature FROM chain_heads ORDER BY id")]
+
+
+def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: str | None = None) -> list[Problem]:
+    """Every disagreement between the records, the chain and the heads (stored and ``trusted``)."""
+    factory = conn.text_factory
+    # An intruder may leave text that is not UTF-8; it must be reported, not crash the check.
+    conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+    try:
+        problems = list(_check_links(conn))
+        for table, key in CHAINED:
+            problems += _check_table(conn, table, key)
+        problems += _check_heads(conn, [*heads(conn), *trusted], public_key)
+    finally:
+        conn.text_factory = factory
+    return problems
+
+
+def _check_links(conn: sqlite3.Connection) -> Iterator[Problem]:
+    link, expected_seq = GENESIS, 1
+    for seq, table, key, digest, stored in conn.execute(
+            "SELECT seq, tbl, row_key, row_hash, link FROM chain ORDER BY seq"):
+        if seq != expected_seq:
+            yield Problem(f"chain entry {expected_seq}", f"missing (the next entry is {seq})")
+        link = next_link(link, table, key, digest)
+        if link != stored:
+            yield Problem(f"chain entry {seq}", f"link does not follow from the entries before it ({table} {key})")
+            link = stored  # report each break once, then go on from the stored link
+        expected_seq = seq + 1
+
+
+def _check_table(conn: sqlite3.Connection, table: str, key: str) -> list[Problem]:
+    index = _key_index(conn, table, key)
+    rows = {}
+    for rowid, *row in conn.execute(f"SELECT rowid, * FROM {table} ORDER BY rowid"):
+        rows[str(row[index])] = (rowid, row_hash(table, tuple(row)))
+    problems, last_rowid, last_key = [], 0, None
+    for seq, name, digest in conn.execute("SELECT seq, row_key, row_hash FROM chain WHERE tbl = ? ORDER BY seq",
+                                          (table,)):
+        found = rows.pop(name, None)
+        if found is None:
+            problems.append(Problem(f"{table} {name}", f"deleted (chain entry {seq})"))
+            continue
+        if found[1] != digest:
+            problems.append(Problem(f"{table} {name}", f"edited since it was recorded (chain entry {seq})"))
+        if found[0] < last_rowid:
+            problems.append(Problem(f"{table} {name}", f"reordered: now stored before {last_key} "
+                                                       f"(chain entry {seq})"))
+        last_rowid, last_key = found[0], name
+    problems += [Problem(f"{table} {name}", f"inserted outside the collector (row {rowid}, not in the chain)")
+                 for name, (rowid, _digest) in rows.items()]
+    return problems
+
+
+def _check_heads(conn: sqlite3.Connection, signed: list[Head], public_key: str | None) -> list[Problem]:
+    problems = []
+    links = dict(conn.execute("SELECT seq, link FROM chain"))
+    for head in signed:
+        where = f"signed head at chain entry {head.seq} ({head.signed_at})"
+        if public_key and head.public_key != public_key:
+            problems.append(Problem(where, "signed by another key than the collector's"))
+        elif not _signature_ok(head):
+            problems.append(Problem(where, "signature does not match"))
+        elif head.seq not in links:
+            problems.append(Problem(where, "the chain no longer reaches this entry (truncated)"))
+        elif links[head.seq] != head.link:
+            problems.append(Problem(where, "the chain was rewritten: its link differs from the signed one"))
+    return problems
+
+
+def _signature_ok(head: Head) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(head.public_key)).verify(
+            bytes.fromhex(head.signature), head.payload())
+    except (InvalidSignature, ValueError):
+        return False
+    return True

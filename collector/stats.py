@@ -1,0 +1,219 @@
+"""Statistics computed from the stored records, never kept as totals that could be edited.
+
+A rating counts when its current outcome is accepted and it is a service
+rating; it is *excluded* (kept, counted apart) when an exclusion record names
+it or when a case it rates belongs to a person now on the malicious raters'
+list. The satisfaction score is the mean level scaled to 100 (5 → 100,
+4 → 80, 3 → 60, 2 → 40, 1 → 20). Participation is rated cases over
+completed, ratable cases (defaults do not count as rated).
+
+Nothing here reads the rater's pseudonym beyond the list check, nor a contact.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from hcp.config.policy import Profile
+from hcp.domain import Channel, Grade
+
+DIMENSIONS = ("hall", "window", "clerk", "item", "day", "month")
+LEVEL_COLUMNS = ("l5", "l4", "l3", "l2", "l1")
+
+
+@dataclass
+class _Tally:
+    levels: list[int] = field(default_factory=lambda: [0] * 6)
+    defaults: int = 0
+    excluded: dict[str, int] = field(default_factory=lambda: {"invalid": 0, "malicious": 0, "listed": 0})
+    completed: int = 0
+    rated: int = 0
+
+    def row(self, profile: Profile) -> dict:
+        counted = sum(self.levels)
+        grades = {g.value: sum(self.levels[s] for s in range(1, 6) if profile.grade(s) is g) for g in Grade}
+        mean = sum(s * self.levels[s] for s in range(1, 6)) / counted if counted else None
+        return {"ratings": counted, **{f"l{s}": self.levels[s] for s in range(5, 0, -1)}, **grades,
+                "good_rate": _rate(grades["good"], counted), "neutral_rate": _rate(grades["neutral"], counted),
+                "bad_rate": _rate(grades["bad"], counted),
+                "satisfaction": None if mean is None else round(mean * 20, 2),
+                "defaults": self.defaults, "default_share": _rate(self.defaults, counted),
+                "excluded_invalid": self.excluded["invalid"], "excluded_malicious": self.excluded["malicious"],
+                "excluded_listed": self.excluded["listed"], "completed": self.completed, "rated": self.rated,
+                "participation": _rate(self.rated, self.completed)}
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def compute(conn: sqlite3.Connection, profile: Profile, by: Sequence[str], *, start: date | None = None,
+            end: date | None = None) -> list[dict]:
+    """One row per group of ``by`` (e.g. ``("window",)`` or ``("day", "window")``), sorted by group."""
+    for dim in by:
+        if dim not in DIMENSIONS:
+            raise ValueError(f"--by: {dim!r} is not one of {', '.join(DIMENSIONS)}")
+    span = ((start or date.min).isoformat(), (end or date.max).isoformat())
+    tallies: dict[tuple, _Tally] = defaultdict(_Tally)
+    for hall, window, clerk, item, day, score, channel, excluded, listed in conn.execute(_RATINGS, span):
+        tally = tallies[_group(by, hall, window, clerk, item, day)]
+        if excluded or listed:
+            tally.excluded[excluded or "listed"] += 1
+            continue
+        tally.levels[score] += 1
+        tally.defaults += channel == Channel.SYSTEM_DEFAULT.value
+    for hall, window, clerk, item, day, rated in conn.execute(_CASES, (*span, profile.failed_intake_ratable)):
+        tally = tallies[_group(by, hall, window, clerk, item, day)]
+        tally.completed += 1
+        tally.rated += rated
+    return [{**dict(zip(by, key, strict=True)), **tallies[key].row(profile)} for key in sorted(tallies, key=_order)]
+
+
+def _order(key: tuple) -> tuple:
+    return tuple("" if part is None else part for part in key)
+
+
+def _group(by: Sequence[str], hall: str, window: str, clerk: str | None, item: str | None, day: str) -> tuple:
+    values = {"hall": hall, "window": f"{hall}/{window}", "clerk": clerk, "item": item, "day": day,
+              "month": day[:7]}
+    return tuple(values[dim] for dim in by)
+
+
+def ranking(rows: list[dict]) -> list[dict]:
+    """Groups with ratings, lowest satisfaction first (then the most 差评), as supervision asks."""
+    rated = [row for row in rows if row["ratings"]]
+    return sorted(rated, key=lambda row: (row["satisfaction"], -(row["bad_rate"] or 0)))
+
+
+def timeliness(conn: sqlite3.Connection, now: datetime) -> dict:
+    """差评 follow-up and appeal timeliness, from the records as of ``now``."""
+    at = now.astimezone(UTC).isoformat(timespec="microseconds")
+    followups = dict(zip(_FOLLOWUP_COLUMNS, conn.execute(_FOLLOWUP_TIMELINESS, {"now": at}).fetchone(), strict=True))
+    appeals = dict(zip(_APPEAL_COLUMNS, conn.execute(_APPEAL_TIMELINESS, {"now": at}).fetchone(), strict=True))
+    return {"followups": {k: v or 0 for k, v in followups.items()}, "appeals": {k: v or 0 for k, v in appeals.items()}}
+
+
+def disclosure(conn: sqlite3.Connection, profile: Profile, *, start: date | None = None,
+               end: date | None = None) -> list[dict]:
+    """Results per hall and window for the public: counts, rates, score. No clerk, rater or rating ids."""
+    keep = ("window", "ratings", "good", "neutral", "bad", "good_rate", "bad_rate", "satisfaction", "participation")
+    return [{k: row[k] for k in keep} for row in compute(conn, profile, ("window",), start=start, end=end)]
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        if not rows:
+            return
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_json(data: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def chart(daily: list[dict], path: Path, *, title: str, windows: int = 8) -> None:
+    """Daily satisfaction (lines) and 差评 (bars) per window, the lowest-scoring ``windows`` of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    plt.rcParams["font.family"] = ["Noto Sans CJK SC", "sans-serif"]
+    plt.rcParams["axes.unicode_minus"] = False
+    by_window: dict[str, list[dict]] = defaultdict(list)
+    for row in daily:
+        by_window[row["window"]].append(row)
+    worst = sorted(by_window, key=lambda w: _mean_score(by_window[w]))[:windows]
+    days = sorted({row["day"] for row in daily})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    width = 0.8 / max(len(worst), 1)
+    for n, window in enumerate(worst):
+        rows = {row["day"]: row for row in by_window[window]}
+        xs = [i for i, d in enumerate(days) if d in rows and rows[d]["satisfaction"] is not None]
+        top.plot(xs, [rows[days[i]]["satisfaction"] for i in xs], marker="o", label=window)
+        bottom.bar([i - 0.4 + width * (n + 0.5) for i in range(len(days))],
+                   [rows[d]["bad"] if d in rows else 0 for d in days], width=width, label=window)
+    top.set_ylabel("满意度 (0-100)")
+    top.set_ylim(0, 105)
+    top.set_title(title)
+    top.legend(loc="lower left", fontsize=8, ncol=4)
+    bottom.set_ylabel("差评 (件)")
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.set_xticks(range(len(days)), [d[5:] for d in days], rotation=90, fontsize=7)
+    bottom.set_xlabel("日期")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _mean_score(rows: list[dict]) -> float:
+    scores = [row["satisfaction"] for row in rows if row["satisfaction"] is not None]
+    return sum(scores) / len(scores) if scores else 101.0
+
+
+_LISTED = """(SELECT rater_key FROM malicious_raters m WHERE action = 'add'
+               AND id = (SELECT max(id) FROM malicious_raters WHERE rater_key = m.rater_key))"""
+
+_RATINGS = f"""
+WITH rc AS (
+    SELECT r.rating_id, j.value AS case_id FROM ratings r, json_each(r.case_ids) j
+    UNION ALL SELECT rating_id, case_id FROM rating_links)
+SELECT r.hall_id, r.window_id, COALESCE(c.clerk_id, r.clerk_id), COALESCE(c.item_code, r.item_code), r.day,
+       r.score, r.channel, e.kind,
+       EXISTS (SELECT 1 FROM rc JOIN cases x USING (case_id) WHERE rc.rating_id = r.rating_id
+               AND x.applicant_key IN {_LISTED})
+FROM ratings r JOIN rating_outcomes o USING (rating_id)
+LEFT JOIN cases c ON c.case_id = (SELECT case_id FROM rc WHERE rc.rating_id = r.rating_id LIMIT 1)
+LEFT JOIN exclusions e ON e.rating_id = r.rating_id
+WHERE o.outcome = 'accepted' AND r.kind = 'service' AND r.day BETWEEN ? AND ?
+"""
+
+_CASES = f"""
+WITH rated AS (
+    SELECT j.value AS case_id FROM ratings r JOIN rating_outcomes o USING (rating_id), json_each(r.case_ids) j
+    WHERE o.outcome = 'accepted' AND r.kind = 'service' AND r.channel != '{Channel.SYSTEM_DEFAULT.value}'
+    UNION SELECT l.case_id FROM rating_links l JOIN rating_outcomes o USING (rating_id) WHERE o.outcome = 'accepted')
+SELECT hall_id, window_id, clerk_id, item_code, date(substr(completed_at, 1, 19), '+8 hours') AS day,
+       case_id IN (SELECT case_id FROM rated)
+FROM cases WHERE day BETWEEN ? AND ? AND (intake = 'ok' OR ?)
+"""
+
+_FOLLOWUP_COLUMNS = ("opened", "contact_deadlines", "contacted_on_time", "contacted_late", "contact_overdue",
+                     "rectify_deadlines", "resolved_on_time", "resolved_late", "rectify_overdue", "closed",
+                     "spot_checks_due", "spot_checked")
+_FOLLOWUP_TIMELINESS = """
+WITH f AS (
+    SELECT contact_due, rectify_due, spot_check,
+           (SELECT min(at) FROM followup_events e WHERE e.followup_id = x.id AND action = 'contact') AS contacted,
+           (SELECT min(at) FROM followup_events e WHERE e.followup_id = x.id AND action IN ('rectify', 'explain'))
+               AS resolved,
+           EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = x.id AND action = 'close') AS closed,
+           EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = x.id AND action = 'spot-check') AS checked
+    FROM followups x)
+SELECT count(*), count(contact_due), sum(contacted < contact_due), sum(contacted >= contact_due),
+       sum(contacted IS NULL AND :now >= contact_due),
+       count(rectify_due), sum(resolved < rectify_due), sum(resolved >= rectify_due),
+       sum(resolved IS NULL AND :now >= rectify_due), sum(closed), sum(spot_check AND closed), sum(checked)
+FROM f
+"""
+
+_APPEAL_COLUMNS = ("filed", "decided", "upheld", "review_deadlines", "decided_on_time", "decided_late",
+                   "review_overdue")
+_APPEAL_TIMELINESS = """
+SELECT count(*), count(d.id), sum(d.upheld), count(a.review_due), sum(d.decided_at < a.review_due),
+       sum(d.decided_at >= a.review_due), sum(d.id IS NULL AND :now >= a.review_due)
+FROM appeals a LEFT JOIN appeal_decisions d ON d.appeal_id = a.id
+"""

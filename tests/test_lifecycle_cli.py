@@ -1,0 +1,57 @@
+"""The lifecycle commands end to end on a real database: refusals are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+from hcp.cli import main
+from hcp.collector.lifecycle import Lifecycle
+from hcp.collector.pseudonym import load_or_create_key
+from hcp.collector.store import Store
+from hcp.config.policy import load_profile
+from tests.test_lifecycle import play_month
+
+
+def _month(tmp_path):
+    key = load_or_create_key(tmp_path / "collector.key")
+    with Store.open(tmp_path / "collector.sqlite", load_profile("ordos"), key) as store:
+        store.register_device("h1-w1", "h1", "w1")
+        store.register_device("h1-w2", "h1", "w2")
+        return play_month("ordos", store, Lifecycle(store))
+
+
+def test_followup_commands(tmp_path, capsys):
+    _month(tmp_path)
+    db = ["--data-dir", str(tmp_path), "--policy", "ordos"]
+    assert main(["followup", "close", "1", "--by", "fu1", *db]) == 2
+    err = capsys.readouterr().err
+    assert "is open: cannot close" in err and err.count("\n") == 1
+    assert main(["followup", "contact", "1", "--by", "fu1", "--note", "called", "--at", "2025-05-13T09:00", *db]) == 0
+    assert main(["followup", "set-contact", "1", "13800000000", *db]) == 0
+    assert main(["followup", "list", "--overdue", "--json", "--at", "2025-06-20T00:00", *db]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [f["id"] for f in listed] == [2, 3, 4] and all("13800000000" not in json.dumps(f) for f in listed)
+    assert main(["followup", "show", "1", "--contact", *db]) == 0
+    assert "13800000000" in capsys.readouterr().out
+    assert main(["malicious", "add", "someone", "--by", "s1", "--reason", "abuse", *db]) == 0
+    assert main(["malicious", "add", "someone", "--by", "s1", "--reason", "abuse", *db]) == 2
+    assert "already on the malicious" in capsys.readouterr().err
+
+
+def test_stats_chart_disclosure_and_verify(tmp_path, capsys):
+    _month(tmp_path)
+    db = ["--data-dir", str(tmp_path), "--policy", "ordos"]
+    out = tmp_path / "report"
+    assert main(["stats", "--by", "window", "-o", str(out), *db]) == 0
+    assert "h1/w2" in capsys.readouterr().out
+    assert (out / "chart.png").stat().st_size > 10_000
+    report = json.loads((out / "stats.json").read_text("utf-8"))
+    assert report["ranking"][0]["window"] == "h1/w2"
+    assert (out / "stats-window.csv").read_text("utf-8").startswith("window,ratings,l5")
+    assert main(["disclose", "-o", str(out), *db]) == 0
+    public = (out / "disclosure.json").read_text("utf-8")
+    assert "k1" not in public and "c1" not in public and "applicant" not in public
+    assert main(["chain", "sign", *db]) == 0
+    assert main(["chain", "heads", "-o", str(tmp_path / "heads.jsonl"), *db]) == 0
+    assert main(["verify", "--heads", str(tmp_path / "heads.jsonl"), *db]) == 0
+    assert main(["stats", "--by", "nonsense", *db]) == 2
