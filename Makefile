@@ -4,13 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test deps venv lint bench bench-full screens voice faults clean help
+.PHONY: demo test deps venv lint bench bench-full screens voice faults clean help install-agent install-collector config-doc
 
 help:
 	@echo "make demo    set up and run the hall simulation"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff"
 	@echo "make bench   benchmarks (figures for docs/benchmarks.md)"
+	@echo "make faults  the fault-injection suite, long run (figures for docs/reliability.md)"
 	@echo "make screens render every touchscreen screen to docs/screens/"
 
 deps:
@@ -37,11 +38,25 @@ lint: venv
 bench: venv
 	$(PY) bench/run_all.py
 
+# The fault suite's long run (hours); `make test` runs it at CI size. FAULTS_ARGS=--only agent_kill ...
+faults: venv
+	$(PY) scripts/run_faults.py --long $(FAULTS_ARGS)
+
 screens: venv
 	SDL_VIDEODRIVER=dummy $(PY) scripts/render_screens.py
 
 voice: venv
 	$(PY) scripts/make_voice.py
+
+# On a terminal or the collector host, as root, from the checkout in /opt/hcp (docs/install.md).
+install-agent: venv
+	$(VENV)/bin/hcp install-service agent
+
+install-collector: venv
+	$(VENV)/bin/hcp install-service collector
+
+config-doc: venv
+	$(PY) scripts/gen_config_doc.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,7 +11,8 @@ setup(
     python_requires=">=3.11",
     packages=["hcp", "hcp.cli"] + [f"hcp.{name}" for name in SUBPACKAGES],
     package_dir={"hcp": "hcp", **{f"hcp.{name}": name for name in SUBPACKAGES}},
-    package_data={"hcp.config": ["*.toml", "profiles/*.toml", "mosquitto/*"], "hcp.ui": ["sounds/*.wav"]},
+    package_data={"hcp.config": ["*.toml", "profiles/*.toml", "calendar/*.toml", "mosquitto/*"],
+                  "hcp.ui": ["sounds/*.wav"]},
     install_requires=[
         "paho-mqtt>=2.1,<3",
         "gpiozero>=2.0",
@@ -21,6 +22,8 @@ setup(
         "sqlite-utils>=3.36",
         "pydantic>=2.6,<3",
         "uuid6>=2024.1",
+        "cryptography>=42",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "zxing-cpp>=2.2"],

@@ -11,9 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hcp.config.policy import Profile, load_profile
+from hcp.config.secrets import merge_secrets, protect
 from hcp.device.settings import ClerkLinkSection, GpioSection, SerialBoardSection
 from hcp.exc import ConfigError
 from hcp.protocol import DEFAULT_PREFIX
@@ -35,6 +36,23 @@ class BrokerSection(_Section):
     reconnect_max_s: float = Field(
         30.0, ge=0.1, le=3600, description="Longest wait between reconnect attempts (they back off with "
         "jitter up to this).", examples=[30])
+    ca_file: Path | None = Field(
+        None, description="The device CA certificate; set it to connect over TLS (production, port 8883).",
+        examples=["/etc/hcp/pki/ca.crt"])
+    cert_file: Path | None = Field(
+        None, description="This client's certificate (CN = device id, or collector / operator / business).",
+        examples=["/etc/hcp/pki/hall01-w03.crt"])
+    key_file: Path | None = Field(
+        None, description="This client's private key; a secret: mode 0600, owned by the service user.",
+        examples=["/etc/hcp/pki/hall01-w03.key"])
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> BrokerSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together")
+        if self.cert_file is not None and self.ca_file is None:
+            raise ValueError("cert_file needs ca_file (TLS)")
+        return self
 
 
 class PolicySection(_Section):
@@ -106,6 +124,9 @@ class ClockSection(_Section):
 class AgentConfig(_Section):
     """A terminal's configuration (``/etc/hcp/agent.toml``)."""
 
+    secrets_file: Path | None = Field(
+        None, description="TOML file (mode 0600) with this config's secrets, same sections, merged over it; "
+        "secrets are refused in the main file.", examples=["/etc/hcp/secrets.toml"])
     device: DeviceSection
     broker: BrokerSection = Field(default_factory=BrokerSection)
     data: DataSection = Field(default_factory=DataSection)
@@ -131,15 +152,35 @@ class CollectorSection(_Section):
         "<data.dir>/collector.key, created on first start.", examples=["/etc/hcp/collector.key"])
     group_commit: int = Field(256, ge=1, le=10000, description="Messages committed together at most.",
                               examples=[256])
+    lifecycle_interval_s: float = Field(
+        300, gt=0, description="How often the worker runs the default job and signs the chain head.",
+        examples=[300])
+
+
+class FleetSection(_Section):
+    offline_alert_s: float = Field(900, gt=0, description="Alert when a terminal has been offline this long.",
+                                   examples=[900])
+    stale_after_s: float = Field(120, gt=0, description="A terminal whose retained status is older than this "
+                                 "counts as offline even if it last said online (keep above sync.status_interval_s).",
+                                 examples=[120])
+    outbox_alert_depth: int = Field(100, ge=1, description="Alert when a terminal's outbox holds this many ratings.",
+                                    examples=[100])
+    outbox_alert_age_s: float = Field(3600, gt=0, description="Alert when a terminal is online but its oldest "
+                                      "unsent rating is older than this (the outbox is not draining).",
+                                      examples=[3600])
 
 
 class CollectorConfig(_Section):
     """The collector's configuration (``/etc/hcp/collector.toml``)."""
 
+    secrets_file: Path | None = Field(
+        None, description="TOML file (mode 0600) with this config's secrets, same sections, merged over it; "
+        "secrets are refused in the main file.", examples=["/etc/hcp/secrets.toml"])
     collector: CollectorSection = Field(default_factory=CollectorSection)
     broker: BrokerSection = Field(default_factory=BrokerSection)
     data: DataSection = Field(default_factory=DataSection)
     policy: PolicySection = Field(default_factory=PolicySection)
+    fleet: FleetSection = Field(default_factory=FleetSection)
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -159,13 +200,16 @@ def load_config(model: type[C], path: Path | None, overrides: dict[str, Any] | N
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not UTF-8 text") from None
     _merge(data, overrides or {})
+    merge_secrets(model, data, source)
     try:
-        return model.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
         problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise ConfigError(f"{source}: key {key}: {problem}") from None
+    protect(config)
+    return config
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -102,6 +102,20 @@ class StatusMessage(_Message):
     oldest_unsent_at: AwareDatetime | None = None
     clock_synced: bool | None = None
     at: AwareDatetime | None = None
+    boot_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    uptime_s: float | None = Field(default=None, ge=0)
+    settings_version: int | None = Field(default=None, ge=0)
+
+
+class SettingsMessage(_Message):
+    """``{prefix}/dev/{device_id}/config``: retained, operator to terminal; absent fields stay as they are."""
+
+    v: Literal[1]
+    version: int = Field(ge=1)
+    prompt_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    response_interval_s: float | None = Field(default=None, ge=0, le=60)
+    volume: float | None = Field(default=None, ge=0, le=1)
+    policy_preset: Ident | None = None
 
 
 class CaseRecord(_Message):
@@ -180,7 +194,8 @@ def _protocol_error(err: ValidationError) -> ProtocolError:
 def _field_path(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        name = str(part) or '""'  # an empty JSON key must still be named in the error
+        path += f"[{part}]" if isinstance(part, int) else (f".{name}" if path else name)
     return path
 
 

@@ -21,7 +21,9 @@ from serial_peer import PtyPeer, wait_until
 from hcp.agent.events import ReasonsDone, ReasonToggled, StarPressed
 from hcp.agent.machine import State
 from hcp.agent.runtime import Agent
+from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.service import Collector
+from hcp.collector.store import Store
 from hcp.config.schema import AgentConfig, CollectorConfig, load_config
 from hcp.device.clerk_link import ClerkLink
 from hcp.device.frames import FrameType
@@ -35,10 +37,10 @@ STARS = (5, 6, 13, 19, 26)          # BCM pins of star keys 1..5
 LEDS = (12, 16, 20, 21, 25)
 
 
-def cases(*ids: str) -> list[CaseRecord]:
+def cases(*ids: str, minutes_ago: float = 20) -> list[CaseRecord]:
     return [CaseRecord(case_id=i, hall_id="h1", window_id="w1", item_code="I1", item_name="不动产登记",
                        clerk_id="E1024", intake="ok", applicant_id="P-1",
-                       completed_at=now_cst() - timedelta(minutes=2)) for i in ids]
+                       completed_at=now_cst() - timedelta(minutes=minutes_ago)) for i in ids]
 
 
 @pytest.fixture
@@ -46,14 +48,24 @@ def collector(broker, tmp_path: Path) -> Iterator[Collector]:
     config = load_config(CollectorConfig, None, {"broker": {"port": broker.port},
                                                   "data": {"dir": str(tmp_path / "collector")},
                                                   "policy": {"preset": "henan"}})
-    with Collector(config) as running:
+    made = Collector(config)
+    with stored(made) as store:  # before it runs: its worker thread owns its own connection
+        store.register_device("t1", "h1", "w1")
+        store.add_cases(cases("C1", "C2") + cases("C9", minutes_ago=1), now_cst())
+    with made as running:
         running.start()
         assert running.wait_connected(10)
-        store = running._store
-        assert store is not None
-        store.register_device("t1", "h1", "w1")
-        store.add_cases(cases("C1", "C2"), now_cst())
         yield running
+
+
+def stored(collector: Collector) -> Store:
+    """A connection of the test's own to the collector's database."""
+    return Store.open(collector.database, collector.profile, load_or_create_key(collector.secret_file))
+
+
+def exported(collector: Collector) -> list[dict]:
+    with stored(collector) as store:
+        return list(store.export())
 
 
 @pytest.fixture
@@ -74,6 +86,7 @@ def agent_parts(broker, tmp_path: Path):
     stop = threading.Event()
     runner = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     runner.start()
+    assert agent.link.wait_connected(10)  # the front ends are started before the link
     yield agent, clerk_peer, factory, touch
     stop.set()
     runner.join(10)
@@ -124,7 +137,7 @@ def test_clerk_link_prompt_gpio_press_touch_reasons_and_outcome(collector, agent
     wait_until(lambda: agent.outbox.depth() == 0 and agent.machine.state is State.IDLE, 10)
 
     # The collector holds both, linked and accepted; the clerk's PC reads the verdicts back.
-    rows = {row["rating_id"]: row for row in collector._store.export()}
+    rows = {row["rating_id"]: row for row in exported(collector)}
     assert sorted((r["case_ids"][0], r["score"], r["outcome"]) for r in rows.values()) == [
         ("C1", 5, "accepted"), ("C2", 2, "accepted")]
     assert [r["reasons"] for r in rows.values() if r["score"] == 2] == [["办事效率"]]
@@ -136,7 +149,6 @@ def test_clerk_link_prompt_gpio_press_touch_reasons_and_outcome(collector, agent
 
 def test_the_clerk_button_prompt_is_linked_to_the_windows_case(collector, agent_parts):
     agent, _pc, factory, _touch = agent_parts
-    collector._store.add_cases(cases("C9"), now_cst())
     trigger = factory.pin(17)  # the clerk-side 请评价 key: no case id
     trigger.drive_low()
     time.sleep(0.05)
@@ -146,6 +158,6 @@ def test_the_clerk_button_prompt_is_linked_to_the_windows_case(collector, agent_
     time.sleep(0.1)
     press(factory, 4)
     wait_until(lambda: agent.outbox.depth() == 0 and agent.machine.state is State.IDLE, 10)
-    [row] = [r for r in collector._store.export() if r["score"] == 4]
+    [row] = [r for r in exported(collector) if r["score"] == 4]
     assert (row["outcome"], row["linked_case_id"], row["case_ids"]) == ("accepted", "C9", [])
     assert "linked to case C9" in row["ack_reason"]

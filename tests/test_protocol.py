@@ -34,7 +34,7 @@ def doc_examples():
 MODELS = {
     "Rating batch": protocol.RatingMessage, "Ack": protocol.AckMessage, "Prompt": protocol.PromptMessage,
     "Status": protocol.StatusMessage, "Case records": protocol.CasesMessage,
-    "Cases ack": protocol.CasesAckMessage,
+    "Cases ack": protocol.CasesAckMessage, "Remote settings": protocol.SettingsMessage,
 }
 
 

@@ -7,18 +7,18 @@ on and exit with status 2; anything else is a bug and shows its traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from hcp import __version__
-from hcp.cli import central, terminal, tools
+from hcp.cli import central, fleet, lifecycle, terminal, tools
 from hcp.exc import HcpError
+from hcp.logs import setup_logging
 
 Register = Callable[[argparse._SubParsersAction], None]
 
 #: Modules that add subcommands; each has ``register(subparsers)``.
-COMMAND_MODULES = [terminal, central, tools]
+COMMAND_MODULES = [terminal, central, tools, fleet, lifecycle]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hcp {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="how much to log (default INFO)")
+    parser.add_argument("--log-format", default="auto", choices=["auto", "text", "journal", "json"],
+                        help="log line format; auto: journal under systemd (priority prefixes), text otherwise")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(subparsers)
@@ -38,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hcp`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format)
     try:
         return int(args.func(args) or 0)
     except HcpError as err:

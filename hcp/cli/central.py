@@ -10,7 +10,15 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from hcp.cli.common import add_config_flags, broker_overrides, common_overrides, stop_on_signals
+from hcp.cli.common import (
+    add_config_flags,
+    add_print_config,
+    broker_overrides,
+    common_overrides,
+    print_config_and_exit,
+    service_notifier,
+    stop_on_signals,
+)
 from hcp.exc import HcpError
 
 
@@ -32,6 +40,7 @@ def _register_collector(subparsers: argparse._SubParsersAction) -> None:
         "  hcp collector --broker 127.0.0.1:1883 --data-dir ./var/collector --policy ulanqab",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
+    add_print_config(p)
     p.add_argument("--database", type=Path, metavar="FILE", help="SQLite file (default <data-dir>/collector.sqlite)")
     p.set_defaults(func=run_collector)
 
@@ -65,11 +74,16 @@ def key_path(config) -> Path:
 
 def run_collector(args: argparse.Namespace) -> int:
     config = collector_config(args)
+    if args.print_config:
+        return print_config_and_exit(config)
     from hcp.collector.service import Collector
 
     stop = stop_on_signals()
+    notifier = service_notifier()
     with Collector(config) as collector:
-        collector.run_forever(stop)
+        notifier.ready(f"collector {config.collector.id}")
+        collector.run_forever(stop, heartbeat=notifier.watchdog)
+        notifier.stopping()
     return 0
 
 
@@ -95,10 +109,24 @@ def _register_devices(subparsers: argparse._SubParsersAction) -> None:
                             description="Unregister a terminal; its stored ratings stay.")
     remove.add_argument("device_id", help="the terminal's device id")
     remove.set_defaults(func=remove_device)
-    listing = sub.add_parser("list", help="list registered terminals (the default action)",
-                             description="Every registered terminal with its last reported status.")
+    listing = sub.add_parser("list", help="list registered terminals with their health (the default action)",
+                             description="Every registered terminal: online or offline (from its retained status "
+                             "and last will), last seen, outbox depth, version, clock and settings version, and "
+                             "alerts (offline too long, outbox growing; thresholds in the [fleet] section).")
     listing.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     listing.set_defaults(func=list_devices)
+    alerts = sub.add_parser("alerts", help="only the terminals that need attention; exit 1 if any",
+                            description="Print one line per alert and exit 1 when there is any, 0 otherwise "
+                            "(for a monitoring timer or cron job).")
+    alerts.set_defaults(func=device_alerts)
+    imp = sub.add_parser("import", help="register a terminal from its signed registration request",
+                         description="Check a registration request written by 'hcp provision' (its certificate "
+                         "issued by the device CA, not revoked, CN = the device id, signature valid) and register "
+                         "the terminal at the hall and window it names.")
+    imp.add_argument("file", type=Path, help="the registration request (JSON)")
+    imp.add_argument("--ca", type=Path, required=True, metavar="FILE", help="the device CA certificate (ca.crt)")
+    imp.add_argument("--crl", type=Path, metavar="FILE", help="the CRL (crl.pem); default: beside --ca")
+    imp.set_defaults(func=import_device)
 
 
 def _inherit(sub_args: argparse.Namespace) -> argparse.Namespace:
@@ -122,18 +150,59 @@ def remove_device(args: argparse.Namespace) -> int:
     return 0
 
 
-def list_devices(args: argparse.Namespace) -> int:
+def import_device(args: argparse.Namespace) -> int:
+    from hcp.registration import verify_request
+
+    try:
+        document = json.loads(args.file.read_text("utf-8"))
+    except (OSError, ValueError) as err:
+        raise HcpError(f"{args.file}: cannot read the request ({err})") from None
+    binding = verify_request(document, args.ca, args.crl or args.ca.with_name("crl.pem"))
     with open_store(_inherit(args)) as store:
-        devices = store.devices()
-    if getattr(args, "json", False):
-        for device in devices:
-            print(json.dumps(device.__dict__, ensure_ascii=False))
-        return 0
-    print(f"{'device':<20} {'hall':<12} {'window':<8} {'state':<8} {'outbox':>6}  last seen")
-    for d in devices:
-        print(f"{d.device_id:<20} {d.hall_id:<12} {d.window_id:<8} {d.state or '-':<8} "
-              f"{'-' if d.outbox_depth is None else d.outbox_depth:>6}  {d.last_seen or '-'}")
+        store.register_device(binding.device_id, binding.hall_id, binding.window_id)
+    print(f"registered {binding.device_id} at hall {binding.hall_id}, window {binding.window_id}")
     return 0
+
+
+def fleet_health(args: argparse.Namespace) -> list:
+    """Every terminal's health under the config's thresholds (hcp.collector.fleet)."""
+    from hcp.collector.fleet import Thresholds, assess
+    from hcp.domain import now_cst
+
+    args = _inherit(args)
+    fleet = collector_config(args).fleet
+    limits = Thresholds(fleet.offline_alert_s, fleet.outbox_alert_depth, fleet.outbox_alert_age_s,
+                        fleet.stale_after_s)
+    with open_store(args) as store:
+        rows = store.fleet()
+    now = now_cst()
+    return [assess(row, now, limits) for row in rows]
+
+
+def list_devices(args: argparse.Namespace) -> int:
+    health = fleet_health(args)
+    if getattr(args, "json", False):
+        for h in health:
+            print(json.dumps(h.__dict__, ensure_ascii=False))
+        return 0
+    print(f"{'device':<16} {'hall':<10} {'window':<7} {'state':<7} {'outbox':>6} {'version':<8} {'clock':<6} "
+          f"{'cfg':>3}  {'last seen':<25} alerts")
+    for h in health:
+        clock = "-" if h.clock_synced is None else ("ok" if h.clock_synced else "UNSYNC")
+        print(f"{h.device_id:<16} {h.hall_id:<10} {h.window_id:<7} {'online' if h.online else 'OFFLINE':<7} "
+              f"{'-' if h.outbox_depth is None else h.outbox_depth:>6} {h.version or '-':<8} {clock:<6} "
+              f"{'-' if h.settings_version is None else h.settings_version:>3}  {h.last_seen or '-':<25} "
+              f"{'; '.join(h.alerts)}")
+    return 0
+
+
+def device_alerts(args: argparse.Namespace) -> int:
+    found = 0
+    for h in fleet_health(args):
+        for alert in h.alerts:
+            print(f"{h.device_id}\t{h.hall_id}/{h.window_id}\t{alert}")
+            found += 1
+    return 1 if found else 0
 
 
 # ---- export --------------------------------------------------------------------
