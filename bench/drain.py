@@ -6,7 +6,7 @@ the agent's online status to the moment its outbox is empty, i.e. every rating
 was committed at the collector, acked, and deleted on the terminal. Next to it,
 the raw QoS 1 rate of the same broker with mosquitto_pub/mosquitto_sub in the
 same run (the ceiling), both with one rating per message and with a 500-rating
-message.
+message. Scores follow bench/common.py's SCORE_MIX (15 % 差评).
 
     python bench/drain.py [--ratings 100000]
 """
@@ -24,7 +24,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from common import machine
+from common import machine, score_for
 
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
@@ -42,7 +42,7 @@ def fill_outbox(path: Path, count: int) -> None:
     start = now_cst() - timedelta(hours=1)
     with Outbox(path, max_rows=count + 10) as outbox:
         for first in range(0, count, 5000):
-            outbox.add_many(Draft(kind=Kind.SERVICE, case_ids=(f"C{n:07d}",), score=5 - n % 5,
+            outbox.add_many(Draft(kind=Kind.SERVICE, case_ids=(f"C{n:07d}",), score=score_for(n),
                                   rated_at=start + timedelta(milliseconds=n), clock_synced=True,
                                   prompt_id=f"p{n}", hall_id="h1", window_id="w01", clerk_id="E1",
                                   item_code="I1") for n in range(first, min(first + 5000, count)))

@@ -20,11 +20,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from common import machine, rss_kib
+import uuid6
+from common import machine, rss_kib, score_for
 
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
@@ -82,7 +82,7 @@ def terminal_group(port: int, first: int, count: int, ratings: int, batch: int, 
         link.wait_connected(60)
     rated = now_cst() - timedelta(minutes=30)
     messages = [(n, link, [encode(RatingMessage(v=1, device_id=device(n), ratings=[
-        Rating(rating_id=str(uuid.uuid4()), seq=k + 1, kind=Kind.SERVICE, case_ids=[case(n, k)], score=5,
+        Rating(rating_id=str(uuid6.uuid7()), seq=k + 1, kind=Kind.SERVICE, case_ids=[case(n, k)], score=score_for(k),
                rated_at=rated, clock_synced=True, hall_id="h1", window_id=f"w{n}")
         for k in range(first_k, min(first_k + batch, ratings))]))
         for first_k in range(0, ratings, batch)]) for n, link in links]

@@ -32,6 +32,8 @@ class Calendar:
         self._workdays = frozenset(workdays)
         self._years = frozenset(years)
         self._warned: set[int] = set()
+        # (first day, unit, count) -> last day: every 差评 of a day shares its deadlines.
+        self._last_day: dict[tuple[date, str, int], date] = {}
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> Calendar:
@@ -79,11 +81,15 @@ class Calendar:
         """The instant a period that starts at ``start`` runs out (late from this instant on)."""
         if period.unit == "hours":
             return start + timedelta(hours=period.count)
-        first = china_date(start)
-        if period.unit == "natural_days":
-            last = first + timedelta(days=period.count)
-        else:
-            last = self.add_working_days(first, period.count)
+        key = (china_date(start), period.unit, period.count)
+        last = self._last_day.get(key)
+        if last is None:
+            first = key[0]
+            if period.unit == "natural_days":
+                last = first + timedelta(days=period.count)
+            else:
+                last = self.add_working_days(first, period.count)
+            self._last_day[key] = last
         return day_start(last + timedelta(days=1))
 
 
