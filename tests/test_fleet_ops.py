@@ -337,8 +337,7 @@ def test_units_verify_and_are_hardened(tmp_path, role):
     if role == "agent":
         assert "SupplementaryGroups=gpio dialout video audio" in text
     analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze missing: run make deps")
+    assert analyze, "systemd-analyze missing: run 'make deps' (scripts/install-deps.sh installs systemd)"
     unit = tmp_path / f"hcp-{role}.service"
     unit.write_text(text.replace("/opt/hcp/.venv/bin/hcp", str(Path(sys.executable).with_name("hcp"))))
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
