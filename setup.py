@@ -11,7 +11,8 @@ setup(
     python_requires=">=3.11",
     packages=["hcp", "hcp.cli"] + [f"hcp.{name}" for name in SUBPACKAGES],
     package_dir={"hcp": "hcp", **{f"hcp.{name}": name for name in SUBPACKAGES}},
-    package_data={"hcp.config": ["*.toml", "profiles/*.toml", "calendar/*.toml", "mosquitto/*"],
+    package_data={"hcp.config": ["*.toml", "profiles/*.toml", "calendar/*.toml", "mosquitto/*",
+                                 "upstream/*.toml"],
                   "hcp.ui": ["sounds/*.wav"]},
     install_requires=[
         "paho-mqtt>=2.1,<3",
@@ -24,9 +25,13 @@ setup(
         "uuid6>=2024.1",
         "cryptography>=42",
         "matplotlib>=3.8",
+        "starlette>=0.40",
+        "uvicorn>=0.30",
+        "gmssl>=3.2",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "zxing-cpp>=2.2"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "zxing-cpp>=2.2",
+                 "playwright>=1.45"],
     },
     entry_points={"console_scripts": ["hcp = hcp.cli:main"]},
 )

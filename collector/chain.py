@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 CHAINED = (("ratings", "rating_id"), ("rating_decisions", "id"), ("rating_links", "rating_id"),
            ("followups", "id"), ("followup_events", "id"),
            ("followup_contacts", "followup_id"), ("appeals", "id"), ("appeal_decisions", "id"),
-           ("exclusions", "id"), ("malicious_raters", "id"))
+           ("exclusions", "id"), ("malicious_raters", "id"), ("rating_texts", "rating_id"))
 GENESIS = "0" * 64
 
 
@@ -96,14 +96,20 @@ def seal(conn: sqlite3.Connection) -> int:
     last = conn.execute("SELECT seq, link FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
     seq, link = last if last else (0, GENESIS)
     entries = []
+    sha256 = hashlib.sha256
     for table, key in CHAINED:
         done = conn.execute("SELECT max(row_order) FROM chain WHERE tbl = ?", (table,)).fetchone()[0] or 0
-        query = f'SELECT rowid, "{key}", {content_sql(conn, table)} FROM {table} WHERE rowid > ? ORDER BY rowid'
-        for rowid, name, content in conn.execute(query, (done,)):
+        columns = _columns(conn, table)
+        query = f'SELECT rowid, "{key}", {", ".join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid'
+        for rowid, name, *values in conn.execute(query, (done,)):
             name = str(name)
-            digest = content_hash(content)
+            content = _content(table, values)
+            if content is None:  # a value only SQLite renders exactly (a real, a NUL in text)
+                content = conn.execute(f"SELECT {content_sql(conn, table)} FROM {table} WHERE rowid = ?",
+                                       (rowid,)).fetchone()[0]
+            digest = sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
             seq += 1
-            link = next_link(link, table, name, digest)
+            link = sha256(f"{link}|{table}|{name}|{digest}".encode()).hexdigest()
             entries.append((seq, table, name, rowid, digest, link))
     conn.executemany("INSERT INTO chain (seq, tbl, row_key, row_order, row_hash, link) VALUES (?, ?, ?, ?, ?, ?)",
                      entries)
@@ -112,6 +118,45 @@ def seal(conn: sqlite3.Connection) -> int:
 
 #: table -> its content expression; the schema of a table does not change under a running collector.
 _CONTENT_SQL: dict[str, str] = {}
+#: table -> its quoted column names, in order.
+_COLUMNS: dict[str, list[str]] = {}
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    if table not in _COLUMNS:
+        _COLUMNS[table] = [f'"{row[1]}"' for row in conn.execute(f"PRAGMA table_info({table})")]
+    return _COLUMNS[table]
+
+
+def _content(table: str, values: list) -> str | None:
+    """What :func:`content_sql` gives for a row of ``values``, built in Python; None when only SQLite can say.
+
+    Sealing runs for every record on the hot path, and SQLite's per-column
+    CASE costs several times more than this. Text, integers, NULL and blobs
+    render exactly as the SQL expression renders them (SQLite's length() of
+    valid text counts characters, as len() does, up to a NUL); a real (SQLite's
+    own float formatting) or text with a NUL falls back to the SQL expression,
+    which :func:`verify` always uses, so the two can never disagree silently.
+    """
+    parts = [f"|s{len(value)}:{value}" if type(value) is str else _render(value) for value in values]
+    if None in parts:
+        return None
+    content = table + "".join(parts)
+    # A NUL can only come from text (integers and hex have none), where SQLite's length() stops at it.
+    return None if "\0" in content else content
+
+
+def _render(value: object) -> str | None:
+    """One non-text value as :func:`content_sql` renders it, or None when only SQLite can say."""
+    kind = type(value)
+    if value is None:
+        return "|n"
+    if kind is int:
+        text = str(value)
+        return f"|i{len(text)}:{text}"
+    if kind is bytes:
+        return f"|x{len(value)}:{value.hex()}"
+    return None
 
 
 def signing_key(secret: bytes) -> Ed25519PrivateKey:

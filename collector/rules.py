@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 from hcp.config.policy import Profile
@@ -54,6 +55,8 @@ def judge(kind: str, case_ids: Sequence[str], day: date, device_id: str, device_
         return _rejected(f"kind: hall ratings are off in policy {profile.name}")
     if not case_ids:
         return _rejected("case_ids: empty; a rating must name the case it rates")
+    if len(case_ids) == 1 and kind == _SERVICE:
+        return _judge_one_service(case_ids[0], day, device_id, device_hall, cases, profile)
     unique = case_ids if len(case_ids) == 1 else tuple(dict.fromkeys(case_ids))
     missing = tuple(c for c in unique if c not in cases)
     if missing:
@@ -64,6 +67,21 @@ def judge(kind: str, case_ids: Sequence[str], day: date, device_id: str, device_
         return _rejected(problem)
     keys = hall_keys(rows, day, profile) if kind == _HALL else service_keys(rows, profile)
     return Verdict(Outcome.ACCEPTED, keys=keys)
+
+
+def _judge_one_service(case_id: str, day: date, device_id: str, device_hall: str, cases: Mapping[str, CaseRow],
+                       profile: Profile) -> Verdict:
+    """:func:`judge` for the common rating, one service about one case: the same verdict, less work."""
+    row = cases.get(case_id)
+    if row is None:
+        return Verdict(Outcome.PENDING, f"waiting for case record(s) {case_id}", missing=(case_id,))
+    rows = (row,)
+    problem = _case_problem(_SERVICE, rows, device_id, device_hall, profile) or _period_problem(_SERVICE, rows, day,
+                                                                                               profile)
+    if problem:
+        return _rejected(problem)
+    key = f"batch:{row.batch_id}" if profile.batch_rated_once and row.batch_id else f"case:{row.case_id}"
+    return Verdict(Outcome.ACCEPTED, keys=(key,))
 
 
 def _case_problem(kind: str, rows: Sequence[CaseRow], device_id: str, device_hall: str,
@@ -83,7 +101,13 @@ def last_rating_day(completed_at: str, profile: Profile) -> date | None:
     """The last China day a case may be rated on before it defaults; None when the profile has no default."""
     if profile.default_after_days is None:
         return None
-    return china_date(datetime.fromisoformat(completed_at)) + timedelta(days=profile.default_after_days)
+    return _last_day(completed_at, profile.default_after_days)
+
+
+@lru_cache(maxsize=65536)
+def _last_day(completed_at: str, days: int) -> date:
+    # A pure function of two values, asked once per rating: a backlog rates the same cases' days again and again.
+    return china_date(datetime.fromisoformat(completed_at)) + timedelta(days=days)
 
 
 def _period_problem(kind: str, rows: Sequence[CaseRow], day: date, profile: Profile) -> str:

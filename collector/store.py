@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -39,6 +39,7 @@ from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst
 from hcp.protocol import AckResult, CaseRecord, CaseResult, Rating, RatingMessage, StatusMessage
 
 _WINDOW = Channel.WINDOW.value
+_CST_OFFSET = timedelta(hours=8)
 _IDENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CASE_COLUMNS = ("case_id, hall_id, window_id, item_code, item_name, clerk_id, intake, batch_id, "
                  "applicant_key, completed_at")
@@ -400,38 +401,49 @@ class _Ingest:
 
     def run(self) -> list[AckResult]:
         ratings = self.message.ratings
-        seen = self.store._answers(r.rating_id for r in ratings)
-        identity = self._identity_problem()
-        device = self.store.device(self.device_id)
-        fresh = [r for r in ratings if r.rating_id not in seen and not identity]
+        store = self.store
+        seen = store._answers(r.rating_id for r in ratings)
+        device = store.device(self.device_id)
+        identity = self._identity_problem(device)
+        if identity:
+            return [self._again(r.rating_id, *seen[r.rating_id]) if r.rating_id in seen
+                    else _ack(r.rating_id, Outcome.REJECTED, identity) for r in ratings]
+        fresh = [r for r in ratings if r.rating_id not in seen] if seen else ratings
         self.links = self._link_buttons(fresh, device)
-        cases = self.store._cases({c for r in ratings for c in r.case_ids} | set(self.links.values()))
-        days = {r.rating_id: self._day(r) for r in ratings}
+        cases = store._cases({c for r in fresh for c in r.case_ids} | set(self.links.values()))
+        # Keyed by rating id: should one id come twice in a message, the last copy decides, as it always did.
+        days = {r.rating_id: self._day(r) for r in fresh}
         verdicts = {r.rating_id: self._verdict(r, days[r.rating_id], device, cases) for r in fresh}
-        claimer = _Claimer(self.store._claims({k for v in verdicts.values() for k in v.keys}))
+        claimer = _Claimer(store._claims({k for v in verdicts.values() for k in v.keys}))
         answers: dict[str, AckResult] = {}
         rows, pending = [], []
+        received, device_id, hall_id, window_id = self.received, self.device_id, device.hall_id, device.window_id
         for rating in ratings:
-            if rating.rating_id in answers:
+            rating_id = rating.rating_id
+            if rating_id in answers:
                 continue
-            if rating.rating_id in seen:
-                answers[rating.rating_id] = self._again(rating.rating_id, *seen[rating.rating_id])
-            elif identity:
-                answers[rating.rating_id] = _ack(rating.rating_id, Outcome.REJECTED, identity)
-            else:
-                verdict = verdicts[rating.rating_id]
-                outcome, reason = claimer.decide(rating.rating_id, verdict)
-                answers[rating.rating_id] = _ack(rating.rating_id, outcome, reason)
-                rows.append(self._row(rating, days[rating.rating_id], device, outcome, reason))
-                pending += [(case_id, rating.rating_id) for case_id in verdict.missing]
+            if rating_id in seen:
+                answers[rating_id] = self._again(rating_id, *seen[rating_id])
+                continue
+            verdict = verdicts[rating_id]
+            outcome, reason = claimer.decide(rating_id, verdict)
+            answers[rating_id] = AckResult(rating_id=rating_id, outcome=outcome, reason=reason)
+            rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW, _json_idents(rating.case_ids),
+                         rating.score, _ts(rating.rated_at), rating.clock_synced, received,
+                         days[rating_id].isoformat(), _json_idents(rating.reasons), rating.prompt_id, hall_id,
+                         window_id, rating.clerk_id, rating.item_code, outcome, reason))
+            if verdict.missing:
+                pending += [(case_id, rating_id) for case_id in verdict.missing]
         self._write(rows, claimer.new, pending)
         return [answers[r.rating_id] for r in ratings]
 
     def _link_buttons(self, ratings: Sequence[Rating], device: Device | None) -> dict[str, str]:
         """rating_id → case_id for clerk-button ratings (no case id) that have a case to link to now."""
         links: dict[str, str] = {}
+        if device is None:
+            return links
         for rating in ratings:
-            if rating.kind != Kind.SERVICE or rating.case_ids or device is None:
+            if rating.case_ids or rating.kind != Kind.SERVICE:
                 continue
             moment = button_moment(rating.rated_at, rating.clock_synced, self.received_at)
             case_id = nearest_unrated_case(self.store._conn, device.hall_id, device.window_id, moment,
@@ -440,10 +452,10 @@ class _Ingest:
                 links[rating.rating_id] = case_id
         return links
 
-    def _identity_problem(self) -> str:
+    def _identity_problem(self, device: Device | None) -> str:
         if self.message.device_id != self.device_id:
             return f"device_id {self.message.device_id} does not match the topic's {self.device_id}"
-        if self.store.device(self.device_id) is None:
+        if device is None:
             return f"device {self.device_id} is not registered with this collector"
         return ""
 
@@ -481,18 +493,12 @@ class _Ingest:
         # An unsynced terminal clock may be years off: place the rating by the
         # collector's clock and the terminal's uptime (hcp.collector.fleet).
         if rating.clock_synced:
-            return china_date(rating.rated_at)
+            moment = rating.rated_at
+            # Most terminals send China time: its date is the China date, with no conversion.
+            return moment.date() if moment.utcoffset() == _CST_OFFSET else china_date(moment)
         if not hasattr(self, "_clock_ref"):
             self._clock_ref = clock_reference(self.store._conn, self.device_id)
         return china_date(placed_at(rating, self._clock_ref, self.received_at))
-
-    def _row(self, rating: Rating, day: date, device: Device | None, outcome: Outcome, reason: str) -> tuple:
-        assert device is not None
-        return (rating.rating_id, self.device_id, rating.seq, str(rating.kind), _WINDOW,
-                _json_idents(rating.case_ids), rating.score, _ts(rating.rated_at), rating.clock_synced,
-                self.received, day.isoformat(), _json_idents(rating.reasons), rating.prompt_id,
-                device.hall_id,
-                device.window_id, rating.clerk_id, rating.item_code, outcome, reason)
 
     def _write(self, rows: list[tuple], claims: list[tuple[str, str]], pending: list[tuple[str, str]]) -> None:
         conn = self.store._conn
@@ -500,12 +506,19 @@ class _Ingest:
                          "clock_synced, received_at, day, reasons, prompt_id, hall_id, window_id, clerk_id, "
                          "item_code, ack_outcome, ack_reason) VALUES "
                          "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        self.store._write_claims(claims)
-        conn.executemany("INSERT INTO pending_cases (case_id, rating_id) VALUES (?, ?)", pending)
-        self.store._open_followups([row[0] for row in rows if row[-2] == Outcome.ACCEPTED], self.received_at)
-        stored = {row[0] for row in rows}
-        conn.executemany("INSERT INTO rating_links (rating_id, case_id, linked_at) VALUES (?, ?, ?)",
-                         [(rid, case_id, self.received) for rid, case_id in self.links.items() if rid in stored])
+        # Empty lists are the common case of a message: skip their statements.
+        if claims:
+            self.store._write_claims(claims)
+        if pending:
+            conn.executemany("INSERT INTO pending_cases (case_id, rating_id) VALUES (?, ?)", pending)
+        # Only an accepted 差评 opens a follow-up: the others need not be looked up (score is column 6).
+        bad = frozenset(self.store.profile.grades.bad)
+        self.store._open_followups([row[0] for row in rows if row[-2] == Outcome.ACCEPTED and row[6] in bad],
+                                   self.received_at)
+        if self.links:
+            stored = {row[0] for row in rows}
+            conn.executemany("INSERT INTO rating_links (rating_id, case_id, linked_at) VALUES (?, ?, ?)",
+                             [(rid, case_id, self.received) for rid, case_id in self.links.items() if rid in stored])
 
 
 _DEVICE_QUERY = ("SELECT d.device_id, d.hall_id, d.window_id, d.registered_at, s.state, s.version, s.outbox_depth, "

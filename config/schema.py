@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hcp.config.channels import NotifySection, UpstreamSection, WebSection
 from hcp.config.policy import Profile, load_profile
 from hcp.config.secrets import merge_secrets, protect
 from hcp.device.settings import ClerkLinkSection, GpioSection, SerialBoardSection
@@ -181,6 +182,10 @@ class CollectorConfig(_Section):
     data: DataSection = Field(default_factory=DataSection)
     policy: PolicySection = Field(default_factory=PolicySection)
     fleet: FleetSection = Field(default_factory=FleetSection)
+    receipt: ReceiptSection = Field(default_factory=ReceiptSection)
+    web: WebSection = Field(default_factory=WebSection)
+    notify: NotifySection = Field(default_factory=NotifySection)
+    upstream: UpstreamSection = Field(default_factory=UpstreamSection)
 
 
 C = TypeVar("C", bound=BaseModel)

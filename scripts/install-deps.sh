@@ -5,7 +5,8 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv; do
+# chromium: the phone rating page's browser tests (Playwright drives Debian's build; never `playwright install`).
+for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 # systemd-analyze (tests verify the units with it): in the systemd package.

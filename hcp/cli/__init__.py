@@ -11,14 +11,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hcp import __version__
-from hcp.cli import central, fleet, lifecycle, terminal, tools
+from hcp.cli import central, channels, fleet, lifecycle, terminal, tools
 from hcp.exc import HcpError
 from hcp.logs import setup_logging
 
 Register = Callable[[argparse._SubParsersAction], None]
 
 #: Modules that add subcommands; each has ``register(subparsers)``.
-COMMAND_MODULES = [terminal, central, tools, fleet, lifecycle]
+COMMAND_MODULES = [terminal, central, tools, fleet, lifecycle, channels]
 
 
 def build_parser() -> argparse.ArgumentParser:

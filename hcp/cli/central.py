@@ -76,11 +76,13 @@ def run_collector(args: argparse.Namespace) -> int:
     config = collector_config(args)
     if args.print_config:
         return print_config_and_exit(config)
+    from hcp.collector.channel_services import ChannelServices
     from hcp.collector.service import Collector
 
     stop = stop_on_signals()
     notifier = service_notifier()
-    with Collector(config) as collector:
+    # The phone page, reminders and upstream forwarding, when configured: own connections, same database.
+    with Collector(config) as collector, ChannelServices(config, collector.database, collector.secret_file):
         notifier.ready(f"collector {config.collector.id}")
         collector.run_forever(stop, heartbeat=notifier.watchdog)
         notifier.stopping()

@@ -1,0 +1,224 @@
+"""Reminders to applicants and 差评 alerts to duty managers, each sent once.
+
+The seam is :class:`Notifier` (``send(to, text, key)``); :class:`HttpSmsGateway`
+is the default adapter, a JSON POST to an SMS gateway. :class:`NotifyJob` finds
+what is due, records it in ``notifications`` (primary key ``reminder:<case>``
+or ``alert:<rating>``) BEFORE sending, and marks it sent after: a restart finds
+the record and never sends again what was marked sent. The window between the
+gateway's answer and the mark is covered by the idempotency key the gateway
+receives with each message. Phone numbers go to the gateway only: no log line,
+no exception text and no stored record other than the sealed contact holds one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from hcp.collector.channels import Contacts
+from hcp.collector.exc import CollectorError
+from hcp.collector.rules import last_rating_day, service_keys
+from hcp.collector.schema_channels import move_cursor, read_cursor
+from hcp.collector.store import Store
+from hcp.domain import Level, china_date
+from hcp.ui.receipt import ReceiptMaker
+
+log = logging.getLogger("hcp.collector.notify")
+_BACKOFF_CAP_S = 3600.0
+
+
+class NotifyError(CollectorError):
+    """A message the gateway did not take; ``permanent`` when sending again cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Notifier(Protocol):
+    """Sends one short text to one phone number; raises NotifyError when it was not taken."""
+
+    def send(self, to: str, text: str, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class HttpSmsGateway:
+    """POST ``{"to", "text", "id"}`` as JSON to an SMS gateway; 2xx means taken."""
+
+    url: str
+    token: str = ""
+    timeout_s: float = 10.0
+
+    def send(self, to: str, text: str, key: str) -> None:
+        body = json.dumps({"to": to, "text": text, "id": key}, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
+                answer.read()
+        except urllib.error.HTTPError as err:
+            # A 4xx other than throttling will fail again the same way.
+            raise NotifyError(f"gateway answered HTTP {err.code}",
+                              permanent=400 <= err.code < 500 and err.code not in (408, 429)) from None
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            raise NotifyError(f"gateway unreachable ({type(err).__name__})") from None
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """What the job needs besides the store: who the duty managers are, receipts, limits."""
+
+    duty_managers: dict[str, str]  # hall id -> phone
+    receipts: ReceiptMaker | None = None
+    hall_names: dict[str, str] | None = None
+    max_attempts: int = 8
+
+
+@dataclass(frozen=True)
+class NotifyRun:
+    queued: int
+    sent: int
+    failed: int
+
+
+class NotifyJob:
+    """Queue due reminders and alerts, then send what is due; one call per poll."""
+
+    def __init__(self, store: Store, notifier: Notifier, settings: NotifySettings) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.settings = settings
+        self.profile = store.profile
+        self.contacts = Contacts(store)
+
+    def run(self, now: datetime) -> NotifyRun:
+        queued = self.queue_alerts(now) + self.queue_reminders(now)
+        sent, failed = self.send_due(now)
+        return NotifyRun(queued, sent, failed)
+
+    # -- what is due -----------------------------------------------------------
+
+    def queue_alerts(self, now: datetime) -> int:
+        """One alert per follow-up opened (every accepted 差评 by a person) since the last run."""
+        conn = self.store._conn
+        with self.store._unit():
+            last = read_cursor(conn, "notify-alerts")
+            rows = conn.execute("SELECT id, rating_id FROM followups WHERE id > ? ORDER BY id", (last,)).fetchall()
+            conn.executemany("INSERT OR IGNORE INTO notifications (key, kind, subject, status, next_at, created_at) "
+                             "VALUES (?, 'alert', ?, 'pending', ?, ?)",
+                             [(f"alert:{rid}", rid, _ts(now), _ts(now)) for _id, rid in rows])
+            if rows:
+                move_cursor(conn, "notify-alerts", rows[-1][0])
+        return len(rows)
+
+    def queue_reminders(self, now: datetime) -> int:
+        """One reminder per case with a contact, unrated ``reminder_after_hours`` after completion."""
+        hours = self.profile.reminder_after_hours
+        if hours is None or not {"sms", "message"} & set(self.profile.reminder_channels):
+            return 0
+        cutoff = _ts(now - timedelta(hours=hours))
+        conn = self.store._conn
+        with self.store._unit():
+            due = [row for row in conn.execute(_UNREMINDED, (cutoff,)).fetchall() if self._unrated(row, now)]
+            conn.executemany("INSERT OR IGNORE INTO notifications (key, kind, subject, status, next_at, created_at) "
+                             "VALUES (?, 'reminder', ?, 'pending', ?, ?)",
+                             [(f"reminder:{row[0]}", row[0], _ts(now), _ts(now)) for row in due])
+        return len(due)
+
+    def _unrated(self, row: tuple, now: datetime) -> bool:
+        case_id, batch_id, completed_at = row
+        last = last_rating_day(completed_at, self.profile)
+        if last is not None and china_date(now) > last:
+            return False
+        keys = service_keys([_KeyRow(case_id, batch_id)], self.profile)  # type: ignore[list-item]
+        return not self.store._claims(keys)
+
+    # -- sending ---------------------------------------------------------------
+
+    def send_due(self, now: datetime) -> tuple[int, int]:
+        """Send every pending notification whose time has come; (sent, given up)."""
+        rows = self.store._conn.execute(
+            "SELECT key, kind, subject, attempts FROM notifications WHERE status = 'pending' AND next_at <= ? "
+            "ORDER BY created_at, key", (_ts(now),)).fetchall()
+        sent = failed = 0
+        for key, kind, subject, attempts in rows:
+            outcome = self._send_one(key, kind, subject, attempts, now)
+            sent += outcome == "sent"
+            failed += outcome == "failed"
+        return sent, failed
+
+    def _send_one(self, key: str, kind: str, subject: str, attempts: int, now: datetime) -> str:
+        message = self._reminder(subject, now) if kind == "reminder" else self._alert(subject)
+        if message is None:
+            return self._mark(key, "failed", attempts, now, "nothing to send: no contact, or the case was rated")
+        try:
+            self.notifier.send(message[0], message[1], key)
+        except NotifyError as err:
+            give_up = err.permanent or attempts + 1 >= self.settings.max_attempts
+            log.warning("%s not sent (attempt %d): %s%s", key, attempts + 1, err, "; giving up" if give_up else "")
+            return self._mark(key, "failed" if give_up else "pending", attempts + 1, now, str(err))
+        log.info("%s sent", key)
+        return self._mark(key, "sent", attempts + 1, now, "")
+
+    def _mark(self, key: str, status: str, attempts: int, now: datetime, error: str) -> str:
+        delay = min(_BACKOFF_CAP_S, 5 * 2 ** attempts) * random.uniform(0.5, 1.0)
+        with self.store._unit():
+            self.store._conn.execute(
+                "UPDATE notifications SET status = ?, attempts = ?, last_error = ?, next_at = ?, sent_at = ? "
+                "WHERE key = ?", (status, attempts, error, _ts(now + timedelta(seconds=delay)),
+                                  _ts(now) if status == "sent" else None, key))
+        return status
+
+    def _reminder(self, case_id: str, now: datetime) -> tuple[str, str] | None:
+        phone = self.contacts.phone(case_id)
+        row = self.store._cases([case_id]).get(case_id)
+        if phone is None or row is None or not self._unrated((case_id, row.batch_id, row.completed_at), now):
+            return None
+        hall = (self.settings.hall_names or {}).get(row.hall_id, "政务服务大厅")
+        link = f"：{self.settings.receipts.url(case_id, now.timestamp())}" if self.settings.receipts else ""
+        return phone, f"【好差评】您在{hall}办理的“{row.item_name}”尚未评价，欢迎点击链接评价{link}"
+
+    def _alert(self, rating_id: str) -> tuple[str, str] | None:
+        row = self.store._conn.execute(
+            "SELECT r.hall_id, r.window_id, r.score, r.channel, f.contact_due FROM ratings r JOIN followups f "
+            "USING (rating_id) WHERE r.rating_id = ?", (rating_id,)).fetchone()
+        phone = self.settings.duty_managers.get(row[0]) if row else None
+        if phone is None:
+            return None
+        hall_id, window_id, score, channel, due = row
+        hall = (self.settings.hall_names or {}).get(hall_id, hall_id)
+        deadline = f"，请于{_cst(due)}前回访" if due else "，请及时回访"
+        # Never the rater's identity: the rating id, where and how, nothing about who.
+        return phone, (f"【差评提醒】{hall} 窗口{window_id} 收到一条差评（{Level(score).label}，渠道 {channel}），"
+                       f"评价编号 {rating_id}{deadline}。")
+
+
+@dataclass(frozen=True)
+class _KeyRow:
+    case_id: str
+    batch_id: str | None
+
+
+_UNREMINDED = """
+SELECT c.case_id, c.batch_id, c.completed_at FROM case_contacts k JOIN cases c USING (case_id)
+WHERE c.completed_at <= ? AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.key = 'reminder:' || c.case_id)
+ORDER BY c.completed_at
+"""
+
+
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _cst(stored: str) -> str:
+    from hcp.domain import CST
+
+    return datetime.fromisoformat(stored).astimezone(CST).strftime("%m月%d日%H:%M")

@@ -1,0 +1,250 @@
+"""Forwarding to the provincial 好差评 platform: a durable outbox, an adapter, retries with backoff.
+
+:class:`Forwarder` reads the store's records after a cursor (accepted ratings
+of every channel and the system defaults, later acceptances, exclusions,
+appeal decisions) into ``upstream_outbox``, in the same transaction that moves
+the cursor, so nothing is missed or queued twice across restarts. Each record
+is then delivered through an :class:`Adapter` until it is *sent* or *rejected*
+by the platform with its reason. The record id goes upstream as the
+idempotency key: a record delivered again after a lost answer is the same
+record to the platform. The rater's identity is never part of a payload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from hcp.collector.schema_channels import move_cursor, read_cursor
+from hcp.collector.store import Store
+from hcp.collector.upstream_codes import CodeTable
+from hcp.collector.upstream_sign import Signer
+
+log = logging.getLogger("hcp.collector.upstream")
+
+STATUSES = ("pending", "sent", "rejected")
+#: The names of the fields in hcp's own payload; an adapter may rename each.
+FIELDS = ("id", "record_type", "rating_id", "kind", "channel", "satisfaction", "reasons", "text", "rated_at",
+          "case_ids", "item_code", "hall_id", "window_id", "clerk_id", "decision", "decision_reason", "decided_at")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An adapter's answer for one record: sent, rejected (with the platform's reason), or retry later."""
+
+    status: str  # sent, rejected, retry
+    detail: str = ""
+
+
+class Adapter(Protocol):
+    """Delivers one outbox record (hcp's payload) to the platform."""
+
+    def deliver(self, record: dict) -> Delivery: ...
+
+
+@dataclass(frozen=True)
+class HttpJsonAdapter:
+    """POST one JSON object per record, field names and codes from the configuration and code table."""
+
+    url: str
+    table: CodeTable
+    signer: Signer | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    reason_field: str = "message"
+    timeout_s: float = 10.0
+
+    def body(self, record: dict) -> bytes:
+        """The request body for ``record``: renamed fields, codes from the table."""
+        mapped = dict(record)
+        if "score" in mapped:
+            mapped["satisfaction"] = self.table.score(mapped.pop("score"))
+        if "channel" in mapped:
+            mapped["channel"] = self.table.channel(mapped["channel"])
+        if "kind" in mapped:
+            mapped["kind"] = self.table.kind(mapped["kind"])
+        mapped["code_table"] = self.table.name
+        return json.dumps({self.fields.get(k, k): v for k, v in mapped.items()}, ensure_ascii=False).encode()
+
+    def deliver(self, record: dict) -> Delivery:
+        body = self.body(record)
+        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": record["id"]}
+        if self.signer is not None:
+            headers.update(self.signer.headers(body))
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
+                answer.read()
+        except urllib.error.HTTPError as err:
+            return self._refused(err.code, err.read())
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            return Delivery("retry", f"platform unreachable ({type(err).__name__}: {err})"[:200])
+        return Delivery("sent")
+
+    def _refused(self, code: int, body: bytes) -> Delivery:
+        if code == 409:
+            return Delivery("sent", "the platform already had it")
+        if 400 <= code < 500 and code not in (408, 425, 429):
+            return Delivery("rejected", f"HTTP {code}: {self._reason(body)}")
+        return Delivery("retry", f"HTTP {code}")
+
+    def _reason(self, body: bytes) -> str:
+        text = body.decode("utf-8", "replace")
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return text[:200] or "no reason given"
+        return str(data.get(self.reason_field, text))[:200] if isinstance(data, dict) else text[:200]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Random, capped, growing delays; ``max_attempts`` 0 retries for ever (nothing is dropped)."""
+
+    base_s: float = 5.0
+    cap_s: float = 3600.0
+    max_attempts: int = 0
+
+    def delay(self, attempts: int) -> float:
+        return min(self.cap_s, self.base_s * 2 ** min(attempts, 30)) * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class ForwardRun:
+    queued: int
+    sent: int
+    rejected: int
+    retrying: int
+
+
+class Forwarder:
+    """The outbox to the provincial platform over one store connection (its own thread's)."""
+
+    def __init__(self, store: Store, adapter: Adapter, *, backoff: Backoff = Backoff(), batch: int = 100) -> None:
+        self.store = store
+        self.adapter = adapter
+        self.backoff = backoff
+        self.batch = batch
+        self._conn = store._conn
+
+    def run(self, now: datetime) -> ForwardRun:
+        """Queue what is new, then deliver what is due."""
+        queued = self.queue(now)
+        return ForwardRun(queued, *self.deliver_due(now))
+
+    # -- queueing --------------------------------------------------------------
+
+    def queue(self, now: datetime) -> int:
+        """Move every new record after its cursor into the outbox; returns how many were queued."""
+        with self.store._unit():
+            made = 0
+            for name, query, build in _SOURCES:
+                last = read_cursor(self._conn, name)
+                rows = self._conn.execute(query, (last,)).fetchall()
+                records = [build(self._conn, row) for row in rows]
+                made += self._insert([r for r in records if r is not None], now)
+                if rows:
+                    move_cursor(self._conn, name, rows[-1][0])
+        return made
+
+    def _insert(self, records: list[dict], now: datetime) -> int:
+        rows = [(r["id"], r["record_type"], json.dumps(r, ensure_ascii=False), _ts(now), _ts(now)) for r in records]
+        before = self._conn.total_changes
+        self._conn.executemany("INSERT OR IGNORE INTO upstream_outbox (record_id, kind, payload, status, next_at, "
+                               "created_at) VALUES (?, ?, ?, 'pending', ?, ?)", rows)
+        return self._conn.total_changes - before
+
+    # -- delivering ------------------------------------------------------------
+
+    def deliver_due(self, now: datetime) -> tuple[int, int, int]:
+        """Deliver pending records whose time has come, oldest first; (sent, rejected, retrying)."""
+        rows = self._conn.execute("SELECT record_id, payload, attempts FROM upstream_outbox WHERE status = "
+                                  "'pending' AND next_at <= ? ORDER BY created_at, rowid LIMIT ?",
+                                  (_ts(now), self.batch)).fetchall()
+        counts = {"sent": 0, "rejected": 0, "retry": 0}
+        for record_id, payload, attempts in rows:
+            delivery = self.adapter.deliver(json.loads(payload))
+            counts[self._record(record_id, attempts + 1, delivery, now)] += 1
+        return counts["sent"], counts["rejected"], counts["retry"]
+
+    def _record(self, record_id: str, attempts: int, delivery: Delivery, now: datetime) -> str:
+        status = delivery.status
+        if status == "retry" and self.backoff.max_attempts and attempts >= self.backoff.max_attempts:
+            status, delivery = "rejected", Delivery("rejected", f"gave up after {attempts} attempts: "
+                                                    f"{delivery.detail}")
+        with self.store._unit():
+            if status == "retry":
+                self._conn.execute("UPDATE upstream_outbox SET attempts = ?, last_error = ?, next_at = ? WHERE "
+                                   "record_id = ?", (attempts, delivery.detail,
+                                                     _ts(now + timedelta(seconds=self.backoff.delay(attempts))),
+                                                     record_id))
+            else:
+                self._conn.execute("UPDATE upstream_outbox SET status = ?, attempts = ?, reason = ?, done_at = ? "
+                                   "WHERE record_id = ?", (status, attempts, delivery.detail, _ts(now), record_id))
+        if status == "rejected":
+            log.warning("upstream record %s rejected: %s", record_id, delivery.detail)
+        elif status == "retry":
+            log.info("upstream record %s not delivered (attempt %d): %s", record_id, attempts, delivery.detail)
+        return status
+
+    def statuses(self) -> dict[str, int]:
+        """How many outbox records are pending, sent, rejected."""
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update(self._conn.execute("SELECT status, count(*) FROM upstream_outbox GROUP BY 1").fetchall())
+        return counts
+
+
+# -- the record sources ----------------------------------------------------------
+
+_RATING_COLUMNS = ("r.rating_id, r.kind, r.channel, r.score, r.reasons, r.rated_at, r.case_ids, r.item_code, "
+                   "r.hall_id, r.window_id, r.clerk_id, t.text")
+
+
+def _rating(conn, row: tuple) -> dict:
+    (_order, rating_id, kind, channel, score, reasons, rated_at, case_ids, item_code, hall_id, window_id, clerk_id,
+     text) = row
+    return {"id": rating_id, "record_type": "rating", "rating_id": rating_id, "kind": kind, "channel": channel,
+            "score": score, "reasons": json.loads(reasons), "text": text or "", "rated_at": rated_at,
+            "case_ids": json.loads(case_ids), "item_code": item_code, "hall_id": hall_id, "window_id": window_id,
+            "clerk_id": clerk_id}
+
+
+def _accepted_later(conn, row: tuple) -> dict:
+    full = conn.execute(f"SELECT ?, {_RATING_COLUMNS} FROM ratings r LEFT JOIN rating_texts t USING (rating_id) "
+                        "WHERE r.rating_id = ?", (row[0], row[1])).fetchone()
+    return _rating(conn, full)
+
+
+def _exclusion(conn, row: tuple) -> dict:
+    number, rating_id, kind, decided_at, reason = row
+    return {"id": f"exclusion:{number}", "record_type": "exclusion", "rating_id": rating_id, "decision": kind,
+            "decision_reason": reason, "decided_at": decided_at}
+
+
+def _appeal_decision(conn, row: tuple) -> dict:
+    number, rating_id, upheld, decided_at, reason = row
+    return {"id": f"appeal-decision:{number}", "record_type": "appeal-decision", "rating_id": rating_id,
+            "decision": "upheld" if upheld else "dismissed", "decision_reason": reason, "decided_at": decided_at}
+
+
+_SOURCES = (
+    ("upstream-ratings", f"SELECT r.rowid, {_RATING_COLUMNS} FROM ratings r LEFT JOIN rating_texts t "
+                         "USING (rating_id) WHERE r.rowid > ? AND r.ack_outcome = 'accepted' ORDER BY r.rowid",
+     _rating),
+    ("upstream-decisions", "SELECT d.id, d.rating_id FROM rating_decisions d JOIN ratings r USING (rating_id) "
+                           "WHERE d.id > ? AND d.outcome = 'accepted' AND r.ack_outcome != 'accepted' ORDER BY d.id",
+     _accepted_later),
+    ("upstream-exclusions", "SELECT id, rating_id, kind, decided_at, reason FROM exclusions WHERE id > ? ORDER BY id",
+     _exclusion),
+    ("upstream-appeals", "SELECT d.id, a.rating_id, d.upheld, d.decided_at, d.reason FROM appeal_decisions d "
+                         "JOIN appeals a ON a.id = d.appeal_id WHERE d.id > ? ORDER BY d.id", _appeal_decision),
+)
+
+
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -1,0 +1,78 @@
+"""Configuration sections of the other channels: the phone page, reminders and alerts, upstream forwarding.
+
+Part of the collector's schema (``hcp.config.schema.CollectorConfig``); secrets
+(the gateway token, the upstream signing keys) belong in the secrets file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebSection(_Section):
+    listen: str | None = Field(
+        None, description="HOST:PORT the phone rating page listens on (the receipt QR's URL must reach it at "
+        "/r/{case_id}); empty: no page.", examples=["0.0.0.0:8080"], pattern=r"^[^:\s]+:\d{1,5}$")
+    hall_names: dict[str, str] = Field(default_factory=dict, description="Hall names the page shows, by hall id.",
+                                       examples=[{"hall01": "乌兰察布市政务服务中心"}])
+    window_names: dict[str, str] = Field(
+        default_factory=dict, description="Window names the page shows, by \"hall/window\".",
+        examples=[{"hall01/w03": "3号窗口"}])
+
+
+class NotifySection(_Section):
+    gateway_url: str | None = Field(
+        None, description="The SMS gateway's HTTP endpoint (JSON POST {to, text, id}); empty: no reminders "
+        "or alerts.", examples=["https://sms.example.gov.cn/send"])
+    gateway_token: SecretStr | None = Field(
+        None, description="Bearer token for the gateway; a secret (secrets file).", examples=["change-me"])
+    duty_managers: dict[str, str] = Field(
+        default_factory=dict, description="Phone number of each hall's duty manager, alerted at once of "
+        "every 差评.", examples=[{"hall01": "13900000000"}])
+    interval_s: float = Field(15, gt=0, description="How often due reminders and alerts are looked for.",
+                              examples=[15])
+    max_attempts: int = Field(8, ge=1, description="Attempts per message before it is marked failed.",
+                              examples=[8])
+
+
+class UpstreamSection(_Section):
+    url: str | None = Field(
+        None, description="The provincial 好差评 platform's endpoint; empty: nothing is forwarded (records "
+        "still wait in the outbox).", examples=["https://hcp.province.gov.cn/api/evaluations"])
+    code_table: str = Field("national-2020", description="Shipped code table (region-version) mapping scores, "
+                            "channels and kinds to the platform's codes.", examples=["province-example-v1"])
+    code_table_file: Path | None = Field(None, description="A code table TOML of your own (instead of code_table).",
+                                         examples=["/etc/hcp/upstream-codes.toml"])
+    fields: dict[str, str] = Field(default_factory=dict, description="Renamed payload fields (hcp name -> "
+                                   "the platform's).", examples=[{"id": "evaluateId", "satisfaction": "satisfaction"}])
+    reason_field: str = Field("message", description="Field of the platform's error answer that holds the reason.",
+                              examples=["msg"])
+    signing: Literal["hmac", "sm2", "none"] = Field("hmac", description="How requests are signed.",
+                                                    examples=["sm2"])
+    key_id: str = Field("hcp", description="Key id sent with each signature.", examples=["collector-1"])
+    hmac_secret: SecretStr | None = Field(None, description="Shared HMAC-SHA256 secret; a secret (secrets file).",
+                                          examples=["change-me-32-characters-or-longer"])
+    sm2_private_key: SecretStr | None = Field(None, description="SM2 private key, hex; a secret (secrets file).",
+                                              examples=["3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"])
+    timeout_s: float = Field(10, gt=0, description="Seconds to wait for the platform's answer.", examples=[10])
+    backoff_base_s: float = Field(5, gt=0, description="First retry delay; it doubles, with jitter.", examples=[5])
+    backoff_cap_s: float = Field(3600, gt=0, description="Longest retry delay.", examples=[3600])
+    max_attempts: int = Field(0, ge=0, description="Give up (status rejected) after this many; 0 never gives up.",
+                              examples=[0])
+    interval_s: float = Field(5, gt=0, description="How often new records are queued and due ones delivered.",
+                              examples=[5])
+
+    @model_validator(mode="after")
+    def _signing_key(self) -> UpstreamSection:
+        if self.url and self.signing == "hmac" and self.hmac_secret is None:
+            raise ValueError("signing = hmac needs hmac_secret (in the secrets file)")
+        if self.url and self.signing == "sm2" and self.sm2_private_key is None:
+            raise ValueError("signing = sm2 needs sm2_private_key (in the secrets file)")
+        return self

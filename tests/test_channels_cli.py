@@ -1,0 +1,47 @@
+"""hcp enter and hcp import-ratings: every row's outcome reported, a bad row never stopping the rest."""
+
+from __future__ import annotations
+
+import io
+
+from hcp.cli import main
+from tests.channel_support import NOW, case, open_store
+
+
+def _db(tmp_path):
+    with open_store(tmp_path, "henan") as store:
+        store.add_cases([case(f"K{i}", completed=NOW) for i in range(4)], NOW)
+    return ["--data-dir", str(tmp_path), "--database", str(tmp_path / "collector.sqlite"), "--policy", "henan"]
+
+
+def test_import_reports_every_row(tmp_path, capsys):
+    flags = _db(tmp_path)
+    csv_file = tmp_path / "paper.csv"
+    at = NOW.isoformat()
+    csv_file.write_text("\ufeffcase_id,score,reasons,text,rated_at,ref\n"
+                        f"K0,5,,,{at},F1\n"
+                        f"K0,4,,,{at},F2\n"          # the same case again: duplicate
+                        f"K1,x,,,{at},F3\n"          # unreadable score
+                        f"K2,1,,,{at},F4\n"          # 差评 without reason or text
+                        f"K3,2,办事效率|服务态度,,{at},F5\n"
+                        f"NOPE,5,,,{at},F6\n", "utf-8")
+    assert main(["import-ratings", str(csv_file), "--channel", "paper", *flags]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[2] for line in lines] == ["accepted", "duplicate", "rejected", "rejected", "accepted",
+                                                        "rejected"]
+    assert main(["import-ratings", str(csv_file), "--channel", "paper", *flags]) == 1  # again: same answers
+    assert [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()][:2] == ["accepted", "duplicate"]
+    with open_store(tmp_path, "henan") as store:
+        assert store._conn.execute("SELECT count(*), min(channel) FROM ratings").fetchone() == (3, "paper")
+
+
+def test_enter_and_contact(tmp_path, capsys, monkeypatch):
+    flags = _db(tmp_path)
+    assert main(["enter", "K1", "--channel", "hotline", "--score", "3", "--at", NOW.isoformat(), *flags]) == 0
+    assert "\taccepted\t" in capsys.readouterr().out
+    assert main(["enter", "K1", "--channel", "paper", "--score", "5", "--at", NOW.isoformat(), *flags]) == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO("138 0000 0001\n"))
+    assert main(["contact", "K2", *flags]) == 0
+    assert "13800000001" not in capsys.readouterr().out
+    assert main(["upstream", *flags]) == 0
+    assert "pending 0" in capsys.readouterr().out
