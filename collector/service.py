@@ -74,8 +74,8 @@ class Collector:
                  profile: Profile | None = None) -> None:
         self.config = config
         self.topics = Topics(config.broker.prefix)
-        self.database = Path(database or config.collector.database or config.data.dir / "collector.sqlite")
-        self.secret_file = Path(secret_file or config.collector.secret_file or config.data.dir / "collector.key")
+        self.database = Path(database or config.database_path)
+        self.secret_file = Path(secret_file or config.key_path)
         self.profile = profile or config.policy.load()
         self._queue: queue.Queue[_Queued] = queue.Queue()
         self._stop = threading.Event()

@@ -187,6 +187,16 @@ class CollectorConfig(_Section):
     notify: NotifySection = Field(default_factory=NotifySection)
     upstream: UpstreamSection = Field(default_factory=UpstreamSection)
 
+    @property
+    def database_path(self) -> Path:
+        """The collector's SQLite file: collector.database, else <data.dir>/collector.sqlite."""
+        return self.collector.database or self.data.dir / "collector.sqlite"
+
+    @property
+    def key_path(self) -> Path:
+        """The pseudonym key file: collector.secret_file, else <data.dir>/collector.key."""
+        return self.collector.secret_file or self.data.dir / "collector.key"
+
 
 C = TypeVar("C", bound=BaseModel)
 

@@ -61,15 +61,7 @@ def open_store(args: argparse.Namespace):  # -> Store
     from hcp.collector.store import Store
 
     config = collector_config(args)
-    return Store.open(database_path(config), config.policy.load(), load_or_create_key(key_path(config)))
-
-
-def database_path(config) -> Path:
-    return config.collector.database or config.data.dir / "collector.sqlite"
-
-
-def key_path(config) -> Path:
-    return config.collector.secret_file or config.data.dir / "collector.key"
+    return Store.open(config.database_path, config.policy.load(), load_or_create_key(config.key_path))
 
 
 def run_collector(args: argparse.Namespace) -> int:

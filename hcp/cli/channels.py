@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from hcp.cli.central import collector_config, database_path, key_path, open_store
+from hcp.cli.central import collector_config, open_store
 from hcp.cli.common import add_config_flags, service_notifier, stop_on_signals
 from hcp.exc import HcpError
 
@@ -170,7 +170,7 @@ def run_web(args: argparse.Namespace) -> int:
     from hcp.collector.channel_services import ChannelServices
 
     config = collector_config(args)
-    services = ChannelServices(config, database_path(config), key_path(config))
+    services = ChannelServices(config, config.database_path, config.key_path)
     if not services.configured:
         raise HcpError("nothing to run: set web.listen, notify.gateway_url or upstream.url in the config")
     stop, notifier = stop_on_signals(), service_notifier()
