@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from hcp.collector.channels import Contacts
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
@@ -32,6 +33,8 @@ from hcp.domain import now_cst
 from hcp.exc import ProtocolError
 from hcp.protocol import (
     AckMessage,
+    CaseRecord,
+    CaseResult,
     CasesAckMessage,
     CasesMessage,
     RatingMessage,
@@ -299,7 +302,17 @@ class Collector:
             log.warning("cases message refused: %s", err)
             return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, error=str(err))))]
         results = self._store.add_cases(message.cases, item.received_at)
+        self._keep_phones(message.cases, results)
         return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, results=results)))]
+
+    def _keep_phones(self, cases: list[CaseRecord], results: list[CaseResult]) -> None:
+        """Keep the applicant's phone (encrypted, for the reminder SMS) of every case just stored."""
+        assert self._store is not None
+        stored = {r.case_id for r in results if r.outcome == "stored"}
+        contacts = Contacts(self._store)
+        for case in cases:
+            if case.applicant_phone and case.case_id in stored:
+                contacts.add(case.case_id, case.applicant_phone)
 
     def _on_status(self, device_id: str, item: _Queued) -> None:
         assert self._store is not None

@@ -130,6 +130,8 @@ class CaseRecord(_Message):
     intake: Intake
     batch_id: Ident | None = None
     applicant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    #: The applicant's mobile number, only for the reminder SMS; the collector keeps it encrypted.
+    applicant_phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{6,15}$")] | None = None
     completed_at: AwareDatetime
 
 
