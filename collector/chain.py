@@ -1,10 +1,13 @@
 """Tamper evidence: an append-only hash chain over the records, and signed heads.
 
-Every committed transaction ends by *sealing*: each record row not yet in
-``chain`` gets an entry holding the SHA-256 of its content and a link, the
-SHA-256 of the previous link and this entry. Editing a row changes its hash;
-deleting or inserting one leaves an entry without a row or a row without an
-entry; reordering breaks the order the entries recorded. Rewriting the chain
+Every committed transaction ends by *sealing*: each table's record rows not
+yet chained become one block in ``chain_blocks``, holding every row's name and
+the SHA-256 of its content, and a link, the SHA-256 of the previous link and
+this block. Editing a row changes its hash; deleting or inserting one leaves a
+name without a row or a row without a name; reordering breaks the order the
+blocks recorded. (Databases from before migration m006 also hold per-row
+entries in ``chain``; they are verified as they are, and the blocks continue
+their numbering and links.) Rewriting the chain
 to match is what the *signed heads* catch: the collector signs the last link
 with an Ed25519 key derived from its secret key, and the heads are exported
 for safekeeping elsewhere, where only the public key is needed to check them.
@@ -13,6 +16,7 @@ for safekeeping elsewhere, where only the public key is needed to check them.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,71 +96,79 @@ def next_link(previous: str, table: str, key: str, digest: str) -> str:
 
 
 def seal(conn: sqlite3.Connection) -> int:
-    """Chain every record row not yet chained; returns how many. Call inside the writing transaction."""
-    last = conn.execute("SELECT seq, link FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, link = last if last else (0, GENESIS)
-    entries = []
+    """Seal every record row not yet chained, one block per table; returns how many rows.
+
+    Call inside the writing transaction. Each block holds its rows' names and
+    digests in rowid order and links to the block before it.
+    """
+    seq, link = _last(conn)
+    blocks, sealed = [], 0
     sha256 = hashlib.sha256
     for table, key in CHAINED:
-        done = conn.execute("SELECT max(row_order) FROM chain WHERE tbl = ?", (table,)).fetchone()[0] or 0
-        columns = _columns(conn, table)
-        query = f'SELECT rowid, "{key}", {", ".join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid'
-        for rowid, name, *values in conn.execute(query, (done,)):
-            name = str(name)
-            content = _content(table, values)
-            if content is None:  # a value only SQLite renders exactly (a real, a NUL in text)
-                content = conn.execute(f"SELECT {content_sql(conn, table)} FROM {table} WHERE rowid = ?",
-                                       (rowid,)).fetchone()[0]
-            digest = sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
-            seq += 1
-            link = sha256(f"{link}|{table}|{name}|{digest}".encode()).hexdigest()
-            entries.append((seq, table, name, rowid, digest, link))
-    conn.executemany("INSERT INTO chain (seq, tbl, row_key, row_order, row_hash, link) VALUES (?, ?, ?, ?, ?, ?)",
-                     entries)
-    return len(entries)
+        done = conn.execute(_SEALED_UP_TO, (table,)).fetchone()[0]
+        rows = conn.execute(f'SELECT rowid, "{key}", {row_json_sql(conn, table)} FROM {table} '
+                            "WHERE rowid > ? ORDER BY rowid", (done,)).fetchall()
+        if not rows:
+            continue
+        keys = json.dumps([str(name) for _rowid, name, _content in rows], ensure_ascii=False)
+        hashes = b"".join([sha256(content.encode("utf-8", "surrogatepass")).digest() for *_, content in rows])
+        seq += 1
+        first, last = rows[0][0], rows[-1][0]
+        link = block_link(link, table, first, last, keys, hashes)
+        blocks.append((seq, table, first, last, keys, hashes, link))
+        sealed += len(rows)
+    conn.executemany("INSERT INTO chain_blocks (seq, tbl, first_order, last_order, row_keys, row_hashes, link) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", blocks)
+    return sealed
 
 
-#: table -> its content expression; the schema of a table does not change under a running collector.
-_CONTENT_SQL: dict[str, str] = {}
-#: table -> its quoted column names, in order.
-_COLUMNS: dict[str, list[str]] = {}
+_SEALED_UP_TO = ("SELECT max(coalesce((SELECT max(last_order) FROM chain_blocks WHERE tbl = ?1), 0), "
+                 "coalesce((SELECT max(row_order) FROM chain WHERE tbl = ?1), 0))")
 
 
-def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    if table not in _COLUMNS:
-        _COLUMNS[table] = [f'"{row[1]}"' for row in conn.execute(f"PRAGMA table_info({table})")]
-    return _COLUMNS[table]
+def _last(conn: sqlite3.Connection) -> tuple[int, str]:
+    """The chain's last (seq, link): its newest block, else its newest per-row entry, else the genesis."""
+    for table in ("chain_blocks", "chain"):
+        last = conn.execute(f"SELECT seq, link FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
+        if last:
+            return last
+    return 0, GENESIS
 
 
-def _content(table: str, values: list) -> str | None:
-    """What :func:`content_sql` gives for a row of ``values``, built in Python; None when only SQLite can say.
+def block_link(previous: str, table: str, first: int, last: int, keys: str, hashes: bytes) -> str:
+    """The link of a block: the SHA-256 of the previous link and everything the block holds."""
+    return hashlib.sha256(f"{previous}|{table}|{first}|{last}|{keys}|".encode("utf-8", "surrogatepass")
+                          + hashes).hexdigest()
 
-    Sealing runs for every record on the hot path, and SQLite's per-column
-    CASE costs several times more than this. Text, integers, NULL and blobs
-    render exactly as the SQL expression renders them (SQLite's length() of
-    valid text counts characters, as len() does, up to a NUL); a real (SQLite's
-    own float formatting) or text with a NUL falls back to the SQL expression,
-    which :func:`verify` always uses, so the two can never disagree silently.
+
+def row_json_sql(conn: sqlite3.Connection, table: str, *, every_column: bool = False) -> str:
+    """An SQL expression giving a row's canonical content for a block: a JSON array of the table and its values.
+
+    SQLite builds it in C while it reads the row, so sealing costs one SHA-256
+    per row in Python. Text and integer columns go in as they are; a column
+    declared otherwise (a blob, a real, no type) is tagged with its storage
+    class, ``["blob", hex]`` or ``["real", 17 digits]``, because JSON has no
+    blob and SQLite writes reals in JSON with 15 digits. ``every_column`` tags
+    every column so: :func:`verify` falls back to it when an intruder left a
+    blob where JSON cannot hold one; untampered rows give the same text.
     """
-    parts = [f"|s{len(value)}:{value}" if type(value) is str else _render(value) for value in values]
-    if None in parts:
-        return None
-    content = table + "".join(parts)
-    # A NUL can only come from text (integers and hex have none), where SQLite's length() stops at it.
-    return None if "\0" in content else content
+    cache = _ROW_JSON_ALL if every_column else _ROW_JSON
+    if table not in cache:
+        parts = [f"'{table}'"]
+        for _cid, name, declared, *_ in conn.execute(f"PRAGMA table_info({table})"):
+            column = f'"{name}"'
+            plain = declared.upper() in ("TEXT", "INTEGER") and not every_column
+            parts.append(column if plain else
+                         f"CASE typeof({column}) WHEN 'blob' THEN json_array('blob', hex({column})) "
+                         f"WHEN 'real' THEN json_array('real', printf('%!.17g', {column})) ELSE {column} END")
+        cache[table] = f"json_array({', '.join(parts)})"
+    return cache[table]
 
 
-def _render(value: object) -> str | None:
-    """One non-text value as :func:`content_sql` renders it, or None when only SQLite can say."""
-    kind = type(value)
-    if value is None:
-        return "|n"
-    if kind is int:
-        text = str(value)
-        return f"|i{len(text)}:{text}"
-    if kind is bytes:
-        return f"|x{len(value)}:{value.hex()}"
-    return None
+#: table -> its content expressions; the schema of a table does not change under a running collector.
+_CONTENT_SQL: dict[str, str] = {}
+_ROW_JSON: dict[str, str] = {}
+_ROW_JSON_ALL: dict[str, str] = {}
 
 
 def signing_key(secret: bytes) -> Ed25519PrivateKey:
@@ -170,8 +182,8 @@ def public_hex(key: Ed25519PrivateKey) -> str:
 
 def sign_head(conn: sqlite3.Connection, secret: bytes, now: datetime) -> Head | None:
     """Sign the current chain head and store it; None when the chain is empty or already signed there."""
-    last = conn.execute("SELECT seq, link FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
-    if last is None:
+    last = _last(conn)
+    if last[0] == 0:
         return None
     signed = conn.execute("SELECT max(seq) FROM chain_heads").fetchone()[0]
     if signed == last[0]:
@@ -206,31 +218,72 @@ def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: st
 
 
 def _check_links(conn: sqlite3.Connection) -> Iterator[Problem]:
+    """Walk the per-row entries, then the blocks, recomputing every link from the genesis."""
     link, expected_seq = GENESIS, 1
-    for seq, table, key, digest, stored in conn.execute(
-            "SELECT seq, tbl, row_key, row_hash, link FROM chain ORDER BY seq"):
+    entries = conn.execute("SELECT seq, tbl, row_key, row_hash, link FROM chain ORDER BY seq")
+    blocks = conn.execute("SELECT seq, tbl, first_order, last_order, row_keys, row_hashes, link FROM chain_blocks "
+                          "ORDER BY seq")
+    walk = [(seq, table, lambda prev, k=key, d=digest, t=table: next_link(prev, t, k, d), stored, f"{table} {key}")
+            for seq, table, key, digest, stored in entries]
+    walk += [(seq, table, lambda prev, t=table, f=first, la=last, k=keys, h=hashes: block_link(prev, t, f, la, k, h),
+              stored, f"block of {table}")
+             for seq, table, first, last, keys, hashes, stored in blocks]
+    for seq, _table, make_link, stored, what in walk:
         if seq != expected_seq:
             yield Problem(f"chain entry {expected_seq}", f"missing (the next entry is {seq})")
-        link = next_link(link, table, key, digest)
+        link = make_link(link)
         if link != stored:
-            yield Problem(f"chain entry {seq}", f"link does not follow from the entries before it ({table} {key})")
+            yield Problem(f"chain entry {seq}", f"link does not follow from the entries before it ({what})")
             link = stored  # report each break once, then go on from the stored link
         expected_seq = seq + 1
 
 
-def _check_table(conn: sqlite3.Connection, table: str, key: str) -> list[Problem]:
-    rows = {}
-    for rowid, name, content in conn.execute(
-            f'SELECT rowid, "{key}", {content_sql(conn, table)} FROM {table} ORDER BY rowid'):
-        rows[str(name)] = (rowid, content_hash(content))
-    problems, last_rowid, last_key = [], 0, None
+def _sealed_rows(conn: sqlite3.Connection, table: str) -> Iterator[tuple[int, str, bytes | str, bool]]:
+    """(seq, row name, digest, per-row entry?) for every row the chain sealed in ``table``, in sealing order."""
     for seq, name, digest in conn.execute("SELECT seq, row_key, row_hash FROM chain WHERE tbl = ? ORDER BY seq",
                                           (table,)):
+        yield seq, name, digest, True
+    for seq, keys, hashes in conn.execute("SELECT seq, row_keys, row_hashes FROM chain_blocks WHERE tbl = ? "
+                                          "ORDER BY seq", (table,)):
+        try:
+            names = json.loads(keys)
+        except ValueError:
+            names = []
+        if not isinstance(names, list) or not isinstance(hashes, bytes) or len(hashes) != 32 * len(names):
+            yield seq, f"(block {seq})", b"", False  # a damaged block: its link check reports it too
+            continue
+        for i, name in enumerate(names):
+            yield seq, str(name), hashes[32 * i:32 * i + 32], False
+
+
+def _row_digests(conn: sqlite3.Connection, table: str, key: str) -> dict[str, tuple[int, bytes]]:
+    """row name -> (rowid, its block digest) for every row now in ``table``."""
+    rows: dict[str, tuple[int, bytes]] = {}
+    for every_column in (False, True):
+        try:
+            for rowid, name, content in conn.execute(
+                    f'SELECT rowid, "{key}", {row_json_sql(conn, table, every_column=every_column)} FROM {table} '
+                    "ORDER BY rowid"):
+                rows[str(name)] = (rowid, hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest())
+            return rows
+        except sqlite3.OperationalError:
+            rows.clear()  # a blob where JSON cannot hold one: tampered; tag every column and look again
+    raise AssertionError("unreachable: every column tagged always renders")
+
+
+def _check_table(conn: sqlite3.Connection, table: str, key: str) -> list[Problem]:
+    rows = _row_digests(conn, table, key)
+    legacy: dict[str, str] = {}
+    if conn.execute("SELECT 1 FROM chain WHERE tbl = ? LIMIT 1", (table,)).fetchone():
+        legacy = {str(name): content_hash(content) for name, content in conn.execute(
+            f'SELECT "{key}", {content_sql(conn, table)} FROM {table}')}
+    problems, last_rowid, last_key = [], 0, None
+    for seq, name, digest, per_row in _sealed_rows(conn, table):
         found = rows.pop(name, None)
         if found is None:
             problems.append(Problem(f"{table} {name}", f"deleted (chain entry {seq})"))
             continue
-        if found[1] != digest:
+        if (legacy.get(name) if per_row else found[1]) != digest:
             problems.append(Problem(f"{table} {name}", f"edited since it was recorded (chain entry {seq})"))
         if found[0] < last_rowid:
             problems.append(Problem(f"{table} {name}", f"reordered: now stored before {last_key} "
@@ -243,7 +296,7 @@ def _check_table(conn: sqlite3.Connection, table: str, key: str) -> list[Problem
 
 def _check_heads(conn: sqlite3.Connection, signed: list[Head], public_key: str | None) -> list[Problem]:
     problems = []
-    links = dict(conn.execute("SELECT seq, link FROM chain"))
+    links = dict(conn.execute("SELECT seq, link FROM chain UNION ALL SELECT seq, link FROM chain_blocks"))
     for head in signed:
         where = f"signed head at chain entry {head.seq} ({head.signed_at})"
         if public_key and head.public_key != public_key:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from hcp.collector.schema_chain import m006_chain_blocks
 from hcp.collector.schema_channels import m005_channels
 from hcp.collector.schema_lifecycle import m004_lifecycle
 
@@ -117,4 +118,4 @@ def m003_fleet(db: sqlite_utils.Database) -> None:
     db.execute(FLEET_TABLE)
 
 
-MIGRATIONS = [m001_collector, m002_rating_links, m003_fleet, m004_lifecycle, m005_channels]
+MIGRATIONS = [m001_collector, m002_rating_links, m003_fleet, m004_lifecycle, m005_channels, m006_chain_blocks]
