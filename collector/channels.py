@@ -16,14 +16,14 @@ import os
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hcp.collector.rules import CaseRow, judge, last_rating_day, service_keys
 from hcp.collector.store import DEFAULT_PREFIX, Store, _Claimer
-from hcp.domain import Channel, Intake, Kind, Outcome, china_date
+from hcp.domain import Channel, Intake, Kind, Outcome, china_date, utc_text
 
 #: Channels an operator or the phone page may enter; the window and defaults have their own paths.
 ENTRY_CHANNELS = (Channel.QR, Channel.PAPER, Channel.HOTLINE, Channel.SMS, Channel.APP, Channel.WEB,
@@ -135,7 +135,7 @@ class Channels:
             "received_at, day, reasons, prompt_id, hall_id, window_id, clerk_id, item_code, ack_outcome, ack_reason) "
             "VALUES (?, ?, 0, ?, ?, ?, ?, ?, 1, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
             (rating_id, f"channel:{entry.channel.value}", entry.kind.value, entry.channel.value,
-             json.dumps([entry.case_id]), entry.score, _ts(entry.rated_at), _ts(received_at), day.isoformat(),
+             json.dumps([entry.case_id]), entry.score, utc_text(entry.rated_at), utc_text(received_at), day.isoformat(),
              json.dumps(list(entry.reasons), ensure_ascii=False), case.hall_id, case.window_id, case.clerk_id,
              case.item_code, outcome.value, reason))
         if entry.text.strip():
@@ -206,6 +206,3 @@ class Contacts:
         except InvalidTag:
             return None
 
-
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -13,11 +13,11 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
-from hcp.domain import Channel
+from hcp.domain import Channel, utc_text
 
 OPEN, CONTACTED, RECTIFIED, EXPLAINED, CLOSED, SPOT_CHECKED = (
     "open", "contacted", "rectified", "explained", "closed", "spot-checked")
@@ -65,7 +65,7 @@ class FollowUp:
 
     def overdue(self, now: datetime) -> list[str]:
         """Which deadlines have passed with their step not done: 'contact', 'rectify'."""
-        at = _ts(now)
+        at = utc_text(now)
         late = []
         if self.contact_due and self.contacted_at is None and at >= self.contact_due:
             late.append("contact")
@@ -94,12 +94,26 @@ def open_followups(conn: sqlite3.Connection, profile: Profile, calendar: Calenda
         "WHERE rating_id IN (SELECT value FROM json_each(?)) AND channel != ? AND score IN "
         "(SELECT value FROM json_each(?)) ORDER BY rowid",
         (json.dumps(list(rating_ids)), Channel.SYSTEM_DEFAULT.value, json.dumps(profile.grades.bad))).fetchall()
+    return open_followups_for(conn, profile, calendar, rows, opened_at)
+
+
+def open_followups_for(conn: sqlite3.Connection, profile: Profile, calendar: Calendar,
+                       ratings: Sequence[tuple[str, str, str, str | None, int, str, int, str]],
+                       opened_at: datetime) -> int:
+    """Open a follow-up for each of ``ratings``, accepted 差评 the caller has in hand, in order of receipt.
+
+    Each is (rating_id, hall_id, window_id, clerk_id, score, rated_at, clock_synced, received_at) as stored:
+    the rating path passes the rows it has just written rather than reading them back.
+    """
+    if not ratings:
+        return 0
     next_id = conn.execute("SELECT coalesce(max(id), 0) FROM followups").fetchone()[0] + 1
+    opened = utc_text(opened_at)
     records = []
-    for number, (rating_id, hall, window, clerk, score, rated_at, synced, received_at) in enumerate(rows, next_id):
+    for number, (rating_id, hall, window, clerk, score, rated_at, synced, received_at) in enumerate(ratings, next_id):
         # The period runs from the rating; an unsynced terminal clock is no witness of it.
         start = datetime.fromisoformat(rated_at if synced else received_at)
-        records.append((number, rating_id, hall, window, clerk, score, _ts(start), _ts(opened_at),
+        records.append((number, rating_id, hall, window, clerk, score, utc_text(start), opened,
                         _due(calendar, start, profile.followup_contact),
                         _due(calendar, start, profile.followup_rectify),
                         drawn_for_spot_check(number, profile.spot_check_ratio)))
@@ -115,8 +129,5 @@ def drawn_for_spot_check(number: int, ratio: float) -> bool:
 
 
 def _due(calendar: Calendar, start: datetime, period) -> str | None:
-    return None if period is None else _ts(calendar.due(start, period))
+    return None if period is None else utc_text(calendar.due(start, period))
 
-
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")

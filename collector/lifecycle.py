@@ -13,7 +13,7 @@ import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -24,7 +24,7 @@ from hcp.collector.followup import FOLLOWUP_QUERY, STEPS, FollowUp, step_problem
 from hcp.collector.rules import service_keys
 from hcp.collector.store import DEFAULT_PREFIX, Store
 from hcp.collector.workdays import day_start
-from hcp.domain import Channel, Level, china_date
+from hcp.domain import Channel, Level, china_date, utc_text
 
 #: Cases read per transaction by the default job, so a collector's worker is never blocked long.
 _DEFAULT_CHUNK = 5000
@@ -381,5 +381,5 @@ def _need(value: str, problem: str) -> None:
 def _ts(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise Refused("a time needs its zone, e.g. 2025-05-30T10:00+08:00")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return utc_text(moment)
 

@@ -10,7 +10,9 @@ window and is linked when a case record for that window arrives.
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from hcp.domain import utc_text
 
 #: The pending_cases key a button rating waits under until its window has a case.
 WINDOW_KEY = "@window:{hall_id}:{window_id}"
@@ -46,4 +48,4 @@ def button_moment(rated_at: datetime, clock_synced: bool, received_at: datetime)
 
 def _stored(moment: datetime) -> str:
     # The store keeps times as UTC RFC 3339 with microseconds, so text order is time order.
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return utc_text(moment)

@@ -18,7 +18,7 @@ import random
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from hcp.collector.channels import Contacts
@@ -26,7 +26,7 @@ from hcp.collector.exc import CollectorError
 from hcp.collector.rules import last_rating_day, service_keys
 from hcp.collector.schema_channels import move_cursor, read_cursor
 from hcp.collector.store import Store
-from hcp.domain import Level, china_date
+from hcp.domain import Level, china_date, utc_text
 from hcp.ui.receipt import ReceiptMaker
 
 log = logging.getLogger("hcp.collector.notify")
@@ -114,7 +114,7 @@ class NotifyJob:
             rows = conn.execute("SELECT id, rating_id FROM followups WHERE id > ? ORDER BY id", (last,)).fetchall()
             conn.executemany("INSERT OR IGNORE INTO notifications (key, kind, subject, status, next_at, created_at) "
                              "VALUES (?, 'alert', ?, 'pending', ?, ?)",
-                             [(f"alert:{rid}", rid, _ts(now), _ts(now)) for _id, rid in rows])
+                             [(f"alert:{rid}", rid, utc_text(now), utc_text(now)) for _id, rid in rows])
             if rows:
                 move_cursor(conn, "notify-alerts", rows[-1][0])
         return len(rows)
@@ -124,13 +124,13 @@ class NotifyJob:
         hours = self.profile.reminder_after_hours
         if hours is None or not {"sms", "message"} & set(self.profile.reminder_channels):
             return 0
-        cutoff = _ts(now - timedelta(hours=hours))
+        cutoff = utc_text(now - timedelta(hours=hours))
         conn = self.store._conn
         with self.store._unit():
             due = [row for row in conn.execute(_UNREMINDED, (cutoff,)).fetchall() if self._unrated(row, now)]
             conn.executemany("INSERT OR IGNORE INTO notifications (key, kind, subject, status, next_at, created_at) "
                              "VALUES (?, 'reminder', ?, 'pending', ?, ?)",
-                             [(f"reminder:{row[0]}", row[0], _ts(now), _ts(now)) for row in due])
+                             [(f"reminder:{row[0]}", row[0], utc_text(now), utc_text(now)) for row in due])
         return len(due)
 
     def _unrated(self, row: tuple, now: datetime) -> bool:
@@ -147,7 +147,7 @@ class NotifyJob:
         """Send every pending notification whose time has come; (sent, given up)."""
         rows = self.store._conn.execute(
             "SELECT key, kind, subject, attempts FROM notifications WHERE status = 'pending' AND next_at <= ? "
-            "ORDER BY created_at, key", (_ts(now),)).fetchall()
+            "ORDER BY created_at, key", (utc_text(now),)).fetchall()
         sent = failed = 0
         for key, kind, subject, attempts in rows:
             outcome = self._send_one(key, kind, subject, attempts, now)
@@ -173,8 +173,8 @@ class NotifyJob:
         with self.store._unit():
             self.store._conn.execute(
                 "UPDATE notifications SET status = ?, attempts = ?, last_error = ?, next_at = ?, sent_at = ? "
-                "WHERE key = ?", (status, attempts, error, _ts(now + timedelta(seconds=delay)),
-                                  _ts(now) if status == "sent" else None, key))
+                "WHERE key = ?", (status, attempts, error, utc_text(now + timedelta(seconds=delay)),
+                                  utc_text(now) if status == "sent" else None, key))
         return status
 
     def _reminder(self, case_id: str, now: datetime) -> tuple[str, str] | None:
@@ -213,9 +213,6 @@ WHERE c.completed_at <= ? AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.
 ORDER BY c.completed_at
 """
 
-
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _cst(stored: str) -> str:

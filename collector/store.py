@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -27,7 +27,7 @@ import sqlite_utils
 from hcp.collector.chain import seal
 from hcp.collector.exc import StoreError, UnknownDevice
 from hcp.collector.fleet import clock_reference, fleet_rows, placed_at, record_fleet_status
-from hcp.collector.followup import open_followups
+from hcp.collector.followup import open_followups, open_followups_for
 from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
@@ -35,7 +35,7 @@ from hcp.collector.schema import MIGRATIONS
 from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
 from hcp.db import migrate, open_db, transaction
-from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst
+from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst, utc_text
 from hcp.protocol import AckResult, CaseRecord, CaseResult, Rating, RatingMessage, StatusMessage
 
 _WINDOW = Channel.WINDOW.value
@@ -511,10 +511,12 @@ class _Ingest:
             self.store._write_claims(claims)
         if pending:
             conn.executemany("INSERT INTO pending_cases (case_id, rating_id) VALUES (?, ?)", pending)
-        # Only an accepted 差评 opens a follow-up: the others need not be looked up (score is column 6).
+        # Only an accepted 差评 opens a follow-up; the rows just written say which, no need to read them back.
         bad = frozenset(self.store.profile.grades.bad)
-        self.store._open_followups([row[0] for row in rows if row[-2] == Outcome.ACCEPTED and row[6] in bad],
-                                   self.received_at)
+        store = self.store
+        open_followups_for(conn, store.profile, store.calendar,
+                           [(row[0], row[13], row[14], row[15], row[6], row[7], row[8], row[9]) for row in rows
+                            if row[6] in bad and row[17] == Outcome.ACCEPTED], self.received_at)
         if self.links:
             stored = {row[0] for row in rows}
             conn.executemany("INSERT INTO rating_links (rating_id, case_id, linked_at) VALUES (?, ?, ?)",
@@ -572,7 +574,7 @@ def _ts(moment: datetime) -> str:
     """Stored times: UTC RFC 3339 with microseconds, so text order is time order."""
     if moment.tzinfo is None:
         raise StoreError("naive datetime: stored times must be aware")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return utc_text(moment)
 
 
 def _ts_or_none(moment: datetime | None) -> str | None:

@@ -18,13 +18,14 @@ import random
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from hcp.collector.schema_channels import move_cursor, read_cursor
 from hcp.collector.store import Store
 from hcp.collector.upstream_codes import CodeTable
 from hcp.collector.upstream_sign import Signer
+from hcp.domain import utc_text
 
 log = logging.getLogger("hcp.collector.upstream")
 
@@ -153,7 +154,8 @@ class Forwarder:
         return made
 
     def _insert(self, records: list[dict], now: datetime) -> int:
-        rows = [(r["id"], r["record_type"], json.dumps(r, ensure_ascii=False), _ts(now), _ts(now)) for r in records]
+        at = utc_text(now)
+        rows = [(r["id"], r["record_type"], json.dumps(r, ensure_ascii=False), at, at) for r in records]
         before = self._conn.total_changes
         self._conn.executemany("INSERT OR IGNORE INTO upstream_outbox (record_id, kind, payload, status, next_at, "
                                "created_at) VALUES (?, ?, ?, 'pending', ?, ?)", rows)
@@ -165,7 +167,7 @@ class Forwarder:
         """Deliver pending records whose time has come, oldest first; (sent, rejected, retrying)."""
         rows = self._conn.execute("SELECT record_id, payload, attempts FROM upstream_outbox WHERE status = "
                                   "'pending' AND next_at <= ? ORDER BY created_at, rowid LIMIT ?",
-                                  (_ts(now), self.batch)).fetchall()
+                                  (utc_text(now), self.batch)).fetchall()
         counts = {"sent": 0, "rejected": 0, "retry": 0}
         for record_id, payload, attempts in rows:
             delivery = self.adapter.deliver(json.loads(payload))
@@ -181,11 +183,11 @@ class Forwarder:
             if status == "retry":
                 self._conn.execute("UPDATE upstream_outbox SET attempts = ?, last_error = ?, next_at = ? WHERE "
                                    "record_id = ?", (attempts, delivery.detail,
-                                                     _ts(now + timedelta(seconds=self.backoff.delay(attempts))),
+                                                     utc_text(now + timedelta(seconds=self.backoff.delay(attempts))),
                                                      record_id))
             else:
                 self._conn.execute("UPDATE upstream_outbox SET status = ?, attempts = ?, reason = ?, done_at = ? "
-                                   "WHERE record_id = ?", (status, attempts, delivery.detail, _ts(now), record_id))
+                                   "WHERE record_id = ?", (status, attempts, delivery.detail, utc_text(now), record_id))
         if status == "rejected":
             log.warning("upstream record %s rejected: %s", record_id, delivery.detail)
         elif status == "retry":
@@ -245,6 +247,3 @@ _SOURCES = (
                          "JOIN appeals a ON a.id = d.appeal_id WHERE d.id > ? ORDER BY d.id", _appeal_decision),
 )
 
-
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
