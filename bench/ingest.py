@@ -1,7 +1,7 @@
 """Collector ingest: many simulated terminals publishing at once, every rule enforced.
 
-A private Mosquitto and a real `hcp collector` process. N terminals (MqttLink
-clients spread over a few processes) each publish their own ratings, in
+A private Mosquitto and a real `hcp collector` process. N terminals (paho
+clients spread over a few processes, one event-loop thread each) each publish their own ratings, in
 messages of B ratings, for cases the collector knows (so every rating is
 judged, claimed and accepted), and wait for the collector's acks. The rate is
 ratings acked per second, from the first publish to the last ack.
@@ -14,17 +14,19 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import resource
+import selectors
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import uuid6
 from common import machine, rss_kib, score_for
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
@@ -32,7 +34,6 @@ from hcp.config.policy import load_profile
 from hcp.domain import Kind, now_cst
 from hcp.protocol import AckMessage, CaseRecord, Rating, RatingMessage, Topics, decode, encode
 from hcp.sim.broker import Broker
-from hcp.sync.mqtt import LinkSettings, MqttLink
 
 
 def device(n: int) -> str:
@@ -54,47 +55,74 @@ def prepare(folder: Path, terminals: int, ratings: int) -> None:
                              for k in range(ratings)], now_cst())
 
 
+class _Terminals:
+    """Many MQTT clients driven by one thread, the way an event loop drives them.
+
+    ``hcp.sync.mqtt.MqttLink`` gives every link a network thread of its own,
+    which is right for a terminal (one link) and wrong for a load generator: a
+    thousand threads on two cores took more CPU than the collector they were
+    measuring. So the generator uses paho directly, with its documented
+    external-loop calls (``loop_read``/``loop_write``/``loop_misc`` on a
+    selector), one thread per process. Same broker, same protocol (MQTT 5,
+    QoS 1), same payloads as a terminal sends.
+    """
+
+    def __init__(self, port: int, ids: list[int], on_ack) -> None:
+        self.clients: dict[int, paho.Client] = {}
+        self.selector = selectors.DefaultSelector()
+        topics = Topics()
+        for n in ids:
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"ing-{n}", protocol=paho.MQTTv5)
+            client.on_message = lambda _c, _u, message: on_ack(message.payload)
+            client.connect("127.0.0.1", port, keepalive=120, clean_start=True)
+            client.subscribe(topics.ack(device(n)), qos=1)
+            self.selector.register(client.socket(), selectors.EVENT_READ, client)
+            self.clients[n] = client
+
+    def turn(self, timeout: float) -> None:
+        """Write what is queued, read what arrived, keep the sessions alive."""
+        for client in self.clients.values():
+            if client.want_write():
+                client.loop_write()
+        for key, _events in self.selector.select(timeout):
+            key.data.loop_read(100)
+        for client in self.clients.values():
+            client.loop_misc()
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.disconnect()
+            client.loop_write()
+
+
 def terminal_group(port: int, first: int, count: int, ratings: int, batch: int, start_at: float,
                    out: mp.Queue) -> None:
     """Run ``count`` terminals in this process; report (acked ratings, time of the last ack)."""
-    topics, done = Topics(), threading.Event()
-    acked = [0]
-    lock = threading.Lock()
-    last = [0.0]
-    total = count * ratings
+    topics = Topics()
+    acked, last, total = [0], [0.0], count * ratings
 
-    def heard(message) -> None:
-        results = decode(AckMessage, message.payload).results
-        with lock:
-            acked[0] += len(results)
-            last[0] = time.time()
-            if acked[0] >= total:
-                done.set()
+    def heard(payload: bytes) -> None:
+        acked[0] += len(decode(AckMessage, payload).results)
+        last[0] = time.time()
 
-    links = []
-    for n in range(first, first + count):
-        link = MqttLink(LinkSettings("127.0.0.1", port, f"ing-{n}", clean_start=True, session_expiry_s=0,
-                                     keepalive_s=120), heard)
-        link.subscribe(topics.ack(device(n)))
-        link.start()
-        links.append((n, link))
-    for _, link in links:
-        link.wait_connected(60)
+    terminals = _Terminals(port, list(range(first, first + count)), heard)
     rated = now_cst() - timedelta(minutes=30)
-    messages = [(n, link, [encode(RatingMessage(v=1, device_id=device(n), ratings=[
+    messages = [(n, [encode(RatingMessage(v=1, device_id=device(n), ratings=[
         Rating(rating_id=str(uuid6.uuid7()), seq=k + 1, kind=Kind.SERVICE, case_ids=[case(n, k)], score=score_for(k),
                rated_at=rated, clock_synced=True, hall_id="h1", window_id=f"w{n}")
         for k in range(first_k, min(first_k + batch, ratings))]))
-        for first_k in range(0, ratings, batch)]) for n, link in links]
-    time.sleep(max(0.0, start_at - time.time()))
-    for round_ in range(max(len(m[2]) for m in messages)):
-        for n, link, payloads in messages:
+        for first_k in range(0, ratings, batch)]) for n in terminals.clients]
+    while time.time() < start_at:  # connect and subscribe meanwhile
+        terminals.turn(min(0.1, max(0.0, start_at - time.time())))
+    for round_ in range(max(len(payloads) for _, payloads in messages)):
+        for n, payloads in messages:
             if round_ < len(payloads):
-                link.publish(topics.rating(device(n)), payloads[round_])
-    done.wait(300)
+                terminals.clients[n].publish(topics.rating(device(n)), payloads[round_], qos=1)
+    deadline = time.time() + 300
+    while acked[0] < total and time.time() < deadline:
+        terminals.turn(0.05)
     out.put((acked[0], last[0]))
-    for _, link in links:
-        link.close()
+    terminals.close()
 
 
 def main() -> dict[str, float]:
