@@ -239,7 +239,7 @@ class Store:
 
     def _cases(self, case_ids: Iterable[str]) -> dict[str, CaseRow]:
         rows = self._conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id IN "
-                                  "(SELECT value FROM json_each(?))", (json.dumps(list(case_ids)),))
+                                  "(SELECT value FROM json_each(?))", (_json_list(case_ids),))
         return {row[0]: CaseRow(*row) for row in rows}
 
     # -- ratings ------------------------------------------------------------
@@ -252,12 +252,12 @@ class Store:
     def _answers(self, rating_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
         """rating_id → (device_id, first outcome, first reason) for those already stored."""
         rows = self._conn.execute("SELECT rating_id, device_id, ack_outcome, ack_reason FROM ratings WHERE "
-                                  "rating_id IN (SELECT value FROM json_each(?))", (json.dumps(list(rating_ids)),))
+                                  "rating_id IN (SELECT value FROM json_each(?))", (_json_list(rating_ids),))
         return {row[0]: row[1:] for row in rows}
 
     def _claims(self, keys: Iterable[str]) -> dict[str, str]:
         rows = self._conn.execute("SELECT unit_key, rating_id FROM rating_claims WHERE unit_key IN "
-                                  "(SELECT value FROM json_each(?))", (json.dumps(list(keys)),))
+                                  "(SELECT value FROM json_each(?))", (_json_list(keys),))
         return dict(rows.fetchall())
 
     def _write_claims(self, claims: Sequence[tuple[str, str]]) -> None:
@@ -273,7 +273,7 @@ class Store:
         waiting = self._conn.execute(
             "SELECT r.rating_id, r.kind, r.case_ids, r.day, r.device_id, r.hall_id FROM ratings r "
             "WHERE r.rating_id IN (SELECT rating_id FROM pending_cases WHERE case_id IN "
-            "(SELECT value FROM json_each(?))) ORDER BY r.rowid", (json.dumps(list(case_ids)),)).fetchall()
+            "(SELECT value FROM json_each(?))) ORDER BY r.rowid", (_json_list(case_ids),)).fetchall()
         cases = self._cases({c for row in waiting for c in json.loads(row[2])})
         verdicts = [(row[0], judge(row[1], json.loads(row[2]), date.fromisoformat(row[3]), row[4], row[5],
                                    cases, self.profile)) for row in waiting]
@@ -563,6 +563,18 @@ def _describe(key: str) -> str:
 
 def _ack(rating_id: str, outcome: Outcome | str, reason: str) -> AckResult:
     return AckResult(rating_id=rating_id, outcome=Outcome(outcome), reason=reason)
+
+
+_NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')
+
+
+def _json_list(values: Iterable[str]) -> str:
+    """A JSON list of strings for ``json_each``: joined directly unless a value needs escaping."""
+    values = list(values)
+    joined = '","'.join(values)
+    if _NEEDS_ESCAPING.search(joined):
+        return json.dumps(values)
+    return f'["{joined}"]' if values else "[]"
 
 
 def _json_idents(values: Sequence[str]) -> str:

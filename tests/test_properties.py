@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from hcp.collector.store import _json_list
 from hcp.config.schema import AgentConfig, CollectorConfig, load_config
 from hcp.device.exc import FrameError
 from hcp.device.frames import MAX_PAYLOAD, STX, Frame, FrameDecoder, encode_frame
@@ -265,3 +266,9 @@ def test_utc_text_is_what_astimezone_and_isoformat_give(moment):
 def test_utc_text_refuses_a_naive_time():
     with pytest.raises(ValueError, match="naive"):
         utc_text(datetime(2026, 1, 1))
+
+
+@given(st.lists(st.text(max_size=20), max_size=8))
+def test_the_stores_json_lists_parse_back_to_the_values(values):
+    """The store's lookups pass id lists to json_each; a fast join must never change or break a value."""
+    assert json.loads(_json_list(values)) == values
