@@ -73,6 +73,24 @@ def collector_ratings(database: Path) -> list[StoredRating]:
     return [StoredRating(rid, tuple(json.loads(cases)), kind, outcome) for rid, cases, kind, outcome in rows]
 
 
+def collector_sound(database: Path) -> list[str]:
+    """What is wrong with a collector's database after the faults: SQLite's integrity and the hash chain.
+
+    A kill -9 mid-commit must leave neither a damaged file nor a record outside
+    the chain (or a chain block without its records).
+    """
+    from hcp.collector import chain
+
+    conn = sqlite3.connect(database, timeout=30)
+    try:
+        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        problems = [] if integrity == "ok" else [f"{database.name}: integrity_check: {integrity}"]
+        problems += [f"{database.name}: chain: {p}" for p in chain.verify(conn)]
+    finally:
+        conn.close()
+    return problems
+
+
 def check(figures: Figures, thanked: Iterable[str], pressed_cases: Iterable[str],
           stored: list[StoredRating]) -> Figures:
     """Fill ``figures`` from the history and the collector's rows.

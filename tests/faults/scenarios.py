@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
-from checker import Figures, check, collector_ratings
+from checker import Figures, check, collector_ratings, collector_sound
 from proxy import Proxy
 from stack import CollectorProcess, wait_for
 from terminal import AgentSettings, InProcessTerminal, PanelDriver, StopDriving, Terminal, Zygote, integrity_ok
@@ -514,4 +514,6 @@ def run(name: str, work: Path, zygote: Zygote, sizes: Sizes, seed: int) -> Figur
     start = time.monotonic()
     figures = SCENARIOS[name](work / name, zygote, sizes, random.Random(seed))
     figures.seconds = time.monotonic() - start
+    for database in sorted((work / name).rglob("collector.sqlite")):  # every collector is down by now
+        figures.problems += collector_sound(database)
     return figures
