@@ -6,7 +6,11 @@ messages of B ratings, for cases the collector knows (so every rating is
 judged, claimed and accepted), and wait for the collector's acks. The rate is
 ratings acked per second, from the first publish to the last ack.
 
-    python bench/ingest.py [--terminals 1000] [--ratings 20] [--batch 10] [--procs 4]
+    python bench/ingest.py [--terminals 1000] [--ratings 60] [--batch 500] [--procs 2]
+
+By default each terminal sends its ratings as the terminal's syncer does (up to
+``sync.batch_size``, 500, in a message: 60 ratings go in one). ``--batch 10``
+shows the cost of small messages.
 """
 
 from __future__ import annotations
@@ -128,9 +132,9 @@ def terminal_group(port: int, first: int, count: int, ratings: int, batch: int, 
 def main() -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--terminals", type=int, default=1000)
-    parser.add_argument("--ratings", type=int, default=20, help="ratings per terminal")
-    parser.add_argument("--batch", type=int, default=10, help="ratings per message")
-    parser.add_argument("--procs", type=int, default=4, help="processes the terminals are spread over")
+    parser.add_argument("--ratings", type=int, default=60, help="ratings per terminal")
+    parser.add_argument("--batch", type=int, default=500, help="ratings per message at most (the syncer's default)")
+    parser.add_argument("--procs", type=int, default=2, help="processes the terminals are spread over")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
