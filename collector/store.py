@@ -428,9 +428,9 @@ class _Ingest:
             verdict = verdicts[rating_id]
             outcome, reason = claimer.decide(rating_id, verdict)
             answers[rating_id] = AckResult(rating_id=rating_id, outcome=outcome, reason=reason)
-            rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW, _json_idents(rating.case_ids),
+            rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW, _json_list(rating.case_ids),
                          rating.score, _ts(rating.rated_at), rating.clock_synced, received,
-                         days[rating_id].isoformat(), _json_idents(rating.reasons), rating.prompt_id, hall_id,
+                         days[rating_id].isoformat(), _json_list(rating.reasons), rating.prompt_id, hall_id,
                          window_id, rating.clerk_id, rating.item_code, outcome, reason))
             if verdict.missing:
                 pending += [(case_id, rating_id) for case_id in verdict.missing]
@@ -569,17 +569,15 @@ _NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')
 
 
 def _json_list(values: Iterable[str]) -> str:
-    """A JSON list of strings for ``json_each``: joined directly unless a value needs escaping."""
+    """A JSON list of strings (stored, or passed to ``json_each``): joined directly unless a value needs escaping.
+
+    Ids never need it, by their protocol pattern; a reason may hold a quote or a backslash.
+    """
     values = list(values)
     joined = '","'.join(values)
     if _NEEDS_ESCAPING.search(joined):
-        return json.dumps(values)
+        return json.dumps(values, ensure_ascii=False)
     return f'["{joined}"]' if values else "[]"
-
-
-def _json_idents(values: Sequence[str]) -> str:
-    """A JSON list of protocol idents (no quotes or backslashes by their pattern), without json.dumps' cost."""
-    return '["' + '","'.join(values) + '"]' if values else "[]"
 
 
 def _ts(moment: datetime) -> str:

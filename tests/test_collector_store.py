@@ -289,3 +289,12 @@ def test_key_file_is_created_private_and_reused(tmp_path):
     os.chmod(path, 0o644)
     with pytest.raises(SecretKeyError, match="chmod 600"):
         load_or_create_key(path)
+
+
+def test_reasons_with_quotes_and_backslashes_are_stored_as_valid_json_and_exported(store):
+    """A reason is free text: a quote or a backslash in it must neither corrupt the row nor break the export."""
+    store.add_cases([case()], NOON)
+    reasons = ['态度"差"', "a\\b", "等了\t很久"]
+    assert outcomes(ingest(store, rating(score=1, reasons=reasons))) == [("accepted", "")]
+    assert store._conn.execute("SELECT json_valid(reasons) FROM ratings").fetchone()[0] == 1
+    assert [record["reasons"] for record in store.export()] == [reasons]
