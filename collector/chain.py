@@ -208,7 +208,7 @@ def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: st
     # An intruder may leave text that is not UTF-8; it must be reported, not crash the check.
     conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     try:
-        problems = list(_check_links(conn))
+        problems = _check_links(conn)
         for table, key in CHAINED:
             problems += _check_table(conn, table, key)
         problems += _check_heads(conn, [*heads(conn), *trusted], public_key)
@@ -217,25 +217,28 @@ def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: st
     return problems
 
 
-def _check_links(conn: sqlite3.Connection) -> Iterator[Problem]:
+def _check_links(conn: sqlite3.Connection) -> list[Problem]:
     """Walk the per-row entries, then the blocks, recomputing every link from the genesis."""
+    problems: list[Problem] = []
     link, expected_seq = GENESIS, 1
-    entries = conn.execute("SELECT seq, tbl, row_key, row_hash, link FROM chain ORDER BY seq")
-    blocks = conn.execute("SELECT seq, tbl, first_order, last_order, row_keys, row_hashes, link FROM chain_blocks "
-                          "ORDER BY seq")
-    walk = [(seq, table, lambda prev, k=key, d=digest, t=table: next_link(prev, t, k, d), stored, f"{table} {key}")
-            for seq, table, key, digest, stored in entries]
-    walk += [(seq, table, lambda prev, t=table, f=first, la=last, k=keys, h=hashes: block_link(prev, t, f, la, k, h),
-              stored, f"block of {table}")
-             for seq, table, first, last, keys, hashes, stored in blocks]
-    for seq, _table, make_link, stored, what in walk:
+
+    def follow(seq: int, computed: str, stored: str, what: str) -> None:
+        nonlocal link, expected_seq
         if seq != expected_seq:
-            yield Problem(f"chain entry {expected_seq}", f"missing (the next entry is {seq})")
-        link = make_link(link)
+            problems.append(Problem(f"chain entry {expected_seq}", f"missing (the next entry is {seq})"))
+        link = computed
         if link != stored:
-            yield Problem(f"chain entry {seq}", f"link does not follow from the entries before it ({what})")
+            problems.append(Problem(f"chain entry {seq}", f"link does not follow from the entries before it ({what})"))
             link = stored  # report each break once, then go on from the stored link
         expected_seq = seq + 1
+
+    for seq, table, key, digest, stored in conn.execute(
+            "SELECT seq, tbl, row_key, row_hash, link FROM chain ORDER BY seq").fetchall():
+        follow(seq, next_link(link, table, key, digest), stored, f"{table} {key}")
+    for seq, table, first, last, keys, hashes, stored in conn.execute(
+            "SELECT seq, tbl, first_order, last_order, row_keys, row_hashes, link FROM chain_blocks ORDER BY seq"):
+        follow(seq, block_link(link, table, first, last, keys, hashes), stored, f"block of {table}")
+    return problems
 
 
 def _sealed_rows(conn: sqlite3.Connection, table: str) -> Iterator[tuple[int, str, bytes | str, bool]]:

@@ -34,7 +34,7 @@ def nearest_unrated_case(conn: sqlite3.Connection, hall_id: str, window_id: str,
                          minutes: int, taken: set[str]) -> str | None:
     """The unrated case completed at the window closest to ``moment``, within ``minutes``; None if none."""
     reach = timedelta(minutes=minutes)
-    low, high = (_stored(moment - reach), _stored(moment + reach))
+    low, high = (utc_text(moment - reach), utc_text(moment + reach))
     rows = conn.execute(_CANDIDATES, (hall_id, window_id, low, high)).fetchall()
     candidates = [(abs(datetime.fromisoformat(done) - moment), case_id) for case_id, done in rows
                   if case_id not in taken]
@@ -45,7 +45,3 @@ def button_moment(rated_at: datetime, clock_synced: bool, received_at: datetime)
     """When the button was pressed: the terminal's clock if synchronised, else the collector's receipt."""
     return rated_at if clock_synced else received_at
 
-
-def _stored(moment: datetime) -> str:
-    # The store keeps times as UTC RFC 3339 with microseconds, so text order is time order.
-    return utc_text(moment)

@@ -108,13 +108,13 @@ class NotifyJob:
 
     def queue_alerts(self, now: datetime) -> int:
         """One alert per follow-up opened (every accepted 差评 by a person) since the last run."""
-        conn = self.store._conn
+        conn, at = self.store._conn, utc_text(now)
         with self.store._unit():
             last = read_cursor(conn, "notify-alerts")
             rows = conn.execute("SELECT id, rating_id FROM followups WHERE id > ? ORDER BY id", (last,)).fetchall()
             conn.executemany("INSERT OR IGNORE INTO notifications (key, kind, subject, status, next_at, created_at) "
                              "VALUES (?, 'alert', ?, 'pending', ?, ?)",
-                             [(f"alert:{rid}", rid, utc_text(now), utc_text(now)) for _id, rid in rows])
+                             [(f"alert:{rid}", rid, at, at) for _id, rid in rows])
             if rows:
                 move_cursor(conn, "notify-alerts", rows[-1][0])
         return len(rows)
@@ -124,13 +124,13 @@ class NotifyJob:
         hours = self.profile.reminder_after_hours
         if hours is None or not {"sms", "message"} & set(self.profile.reminder_channels):
             return 0
-        cutoff = utc_text(now - timedelta(hours=hours))
+        cutoff, at = utc_text(now - timedelta(hours=hours)), utc_text(now)
         conn = self.store._conn
         with self.store._unit():
             due = [row for row in conn.execute(_UNREMINDED, (cutoff,)).fetchall() if self._unrated(row, now)]
             conn.executemany("INSERT OR IGNORE INTO notifications (key, kind, subject, status, next_at, created_at) "
                              "VALUES (?, 'reminder', ?, 'pending', ?, ?)",
-                             [(f"reminder:{row[0]}", row[0], utc_text(now), utc_text(now)) for row in due])
+                             [(f"reminder:{row[0]}", row[0], at, at) for row in due])
         return len(due)
 
     def _unrated(self, row: tuple, now: datetime) -> bool:
