@@ -22,6 +22,7 @@ setup(
         "pyserial>=3.5",
         "sqlite-utils>=3.36",
         "pydantic>=2.6,<3",
+        "msgspec>=0.18",
         "uuid6>=2024.1",
         "cryptography>=42",
         "matplotlib>=3.8",

@@ -13,11 +13,12 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 
-from hcp.collector.workdays import Calendar
-from hcp.config.policy import Profile
-from hcp.domain import Channel, utc_text
+from hcp.collector.workdays import Calendar, day_start
+from hcp.config.policy import Deadline, Profile
+from hcp.domain import Channel, china_date, utc_text
 
 OPEN, CONTACTED, RECTIFIED, EXPLAINED, CLOSED, SPOT_CHECKED = (
     "open", "contacted", "rectified", "explained", "closed", "spot-checked")
@@ -112,8 +113,9 @@ def open_followups_for(conn: sqlite3.Connection, profile: Profile, calendar: Cal
     records = []
     for number, (rating_id, hall, window, clerk, score, rated_at, synced, received_at) in enumerate(ratings, next_id):
         # The period runs from the rating; an unsynced terminal clock is no witness of it.
-        start = datetime.fromisoformat(rated_at if synced else received_at)
-        records.append((number, rating_id, hall, window, clerk, score, utc_text(start), opened,
+        started = rated_at if synced else received_at  # stored as utc_text writes it
+        start = datetime.fromisoformat(started)
+        records.append((number, rating_id, hall, window, clerk, score, started, opened,
                         _due(calendar, start, profile.followup_contact),
                         _due(calendar, start, profile.followup_rectify),
                         drawn_for_spot_check(number, profile.spot_check_ratio)))
@@ -128,6 +130,16 @@ def drawn_for_spot_check(number: int, ratio: float) -> bool:
     return math.ceil(number * ratio - 1e-9) > math.ceil((number - 1) * ratio - 1e-9)
 
 
-def _due(calendar: Calendar, start: datetime, period) -> str | None:
-    return None if period is None else utc_text(calendar.due(start, period))
+def _due(calendar: Calendar, start: datetime, period: Deadline | None) -> str | None:
+    if period is None:
+        return None
+    if period.unit == "hours":
+        return utc_text(calendar.due(start, period))
+    # A day-counted period ends at a midnight that depends only on the start's China day.
+    return _day_due_text(calendar, china_date(start), period.unit, period.count)
+
+
+@lru_cache(maxsize=4096)
+def _day_due_text(calendar: Calendar, day: date, unit: str, count: int) -> str:
+    return utc_text(calendar.due(day_start(day), Deadline(unit=unit, count=count)))
 

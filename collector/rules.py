@@ -57,6 +57,12 @@ def judge(kind: str, case_ids: Sequence[str], day: date, device_id: str, device_
         return _rejected("case_ids: empty; a rating must name the case it rates")
     if len(case_ids) == 1 and kind == _SERVICE:
         return _judge_one_service(case_ids[0], day, device_id, device_hall, cases, profile)
+    return _judge_cases(kind, case_ids, day, device_id, device_hall, cases, profile)
+
+
+def _judge_cases(kind: str, case_ids: Sequence[str], day: date, device_id: str, device_hall: str,
+                 cases: Mapping[str, CaseRow], profile: Profile) -> Verdict:
+    """:func:`judge` for any kind and any number of cases (at least one)."""
     unique = case_ids if len(case_ids) == 1 else tuple(dict.fromkeys(case_ids))
     missing = tuple(c for c in unique if c not in cases)
     if missing:
@@ -75,13 +81,15 @@ def _judge_one_service(case_id: str, day: date, device_id: str, device_hall: str
     row = cases.get(case_id)
     if row is None:
         return Verdict(Outcome.PENDING, f"waiting for case record(s) {case_id}", missing=(case_id,))
-    rows = (row,)
-    problem = _case_problem(_SERVICE, rows, device_id, device_hall, profile) or _period_problem(_SERVICE, rows, day,
-                                                                                               profile)
-    if problem:
-        return _rejected(problem)
-    key = f"batch:{row.batch_id}" if profile.batch_rated_once and row.batch_id else f"case:{row.case_id}"
-    return Verdict(Outcome.ACCEPTED, keys=(key,))
+    # The two checks of _case_problem and _period_problem for one row, inline:
+    # a backlog asks this once per rating. The messages come from those functions.
+    if (row.intake == _FAILED and not profile.failed_intake_ratable) or row.hall_id != device_hall:
+        return _rejected(_case_problem(_SERVICE, (row,), device_id, device_hall, profile))
+    days = profile.default_after_days
+    if days is not None and day > _last_day(row.completed_at, days):
+        return _rejected(_period_problem(_SERVICE, (row,), day, profile))
+    key = f"batch:{row.batch_id}" if profile.batch_rated_once and row.batch_id else f"case:{case_id}"
+    return Verdict(Outcome.ACCEPTED, "", (key,), ())
 
 
 def _case_problem(kind: str, rows: Sequence[CaseRow], device_id: str, device_hall: str,

@@ -25,19 +25,18 @@ from pathlib import Path
 from hcp.collector.channels import Contacts
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
-from hcp.collector.store import Store
+from hcp.collector.store import Answer, Store
 from hcp.collector.triage import triage
 from hcp.config.policy import Profile
 from hcp.config.schema import CollectorConfig
 from hcp.domain import now_cst
 from hcp.exc import ProtocolError
+from hcp.fastwire import AnyRatingMessage, decode_rating_message, encode_ack
 from hcp.protocol import (
-    AckMessage,
     CaseRecord,
     CaseResult,
     CasesAckMessage,
     CasesMessage,
-    RatingMessage,
     StatusMessage,
     Topics,
     decode,
@@ -277,22 +276,22 @@ class Collector:
         assert self._store is not None
         payload = item.incoming.payload
         try:
-            message: RatingMessage | None = decode(RatingMessage, payload)
+            message: AnyRatingMessage | None = decode_rating_message(payload)
             rejected, error = [], None
         except ProtocolError as err:
             log.warning("rating message on %s: %s", item.incoming.topic, err)
             found = triage(payload, err)
-            message, rejected, error = found.message, found.rejected, found.error
-        results = self._store.ingest(device_id, message, item.received_at) if message else []
-        self._log_rejections(device_id, results)
-        answer = AckMessage(v=1, results=[*results, *rejected], error=error)
-        return [(self.topics.ack(device_id), encode(answer))]
+            message, error = found.message, found.error
+            rejected = [(r.rating_id, r.outcome, r.reason) for r in found.rejected]
+        answers = self._store.ingest_answers(device_id, message, item.received_at) if message else []
+        self._log_rejections(device_id, answers)
+        return [(self.topics.ack(device_id), encode_ack([*answers, *rejected], error))]
 
     @staticmethod
-    def _log_rejections(device_id: str, results: list) -> None:
-        for result in results:
-            if result.outcome == "rejected":
-                log.info("rating %s from %s rejected: %s", result.rating_id, device_id, result.reason)
+    def _log_rejections(device_id: str, answers: list[Answer]) -> None:
+        for rating_id, outcome, reason in answers:
+            if outcome == "rejected":
+                log.info("rating %s from %s rejected: %s", rating_id, device_id, reason)
 
     def _on_cases(self, item: _Queued) -> list[Reply]:
         assert self._store is not None

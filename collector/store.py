@@ -36,9 +36,11 @@ from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
 from hcp.db import migrate, open_db, transaction
 from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst, utc_text
-from hcp.protocol import AckResult, CaseRecord, CaseResult, Rating, RatingMessage, StatusMessage
+from hcp.fastwire import AnyRating, AnyRatingMessage
+from hcp.protocol import AckResult, CaseRecord, CaseResult, StatusMessage
 
 _WINDOW = Channel.WINDOW.value
+_ACCEPTED = Outcome.ACCEPTED
 _CST_OFFSET = timedelta(hours=8)
 _IDENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CASE_COLUMNS = ("case_id, hall_id, window_id, item_code, item_name, clerk_id, intake, batch_id, "
@@ -49,6 +51,8 @@ _CACHE_KIB = 64 * 1024
 _EXPORT_CHUNK = 1000
 #: Rating ids of default ratings start so; terminal rating ids are hex and dashes only.
 DEFAULT_PREFIX = "default:"
+#: The collector's answer to one rating: (rating_id, outcome, reason).
+Answer = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -244,8 +248,14 @@ class Store:
 
     # -- ratings ------------------------------------------------------------
 
-    def ingest(self, topic_device_id: str, message: RatingMessage, received_at: datetime) -> list[AckResult]:
+    def ingest(self, topic_device_id: str, message: AnyRatingMessage, received_at: datetime) -> list[AckResult]:
         """Store and answer the ratings of one message from the device named in its topic."""
+        return [AckResult(rating_id=rating_id, outcome=outcome, reason=reason)
+                for rating_id, outcome, reason in self.ingest_answers(topic_device_id, message, received_at)]
+
+    def ingest_answers(self, topic_device_id: str, message: AnyRatingMessage,
+                       received_at: datetime) -> list[Answer]:
+        """:meth:`ingest`, answering with plain ``(rating_id, outcome, reason)`` tuples: the collector's hot path."""
         with self._unit():
             return _Ingest(self, topic_device_id, message, received_at).run()
 
@@ -372,25 +382,30 @@ class _Claimer:
         self.new: list[tuple[str, str]] = []
 
     def decide(self, rating_id: str, verdict: Verdict) -> tuple[Outcome, str]:
-        if verdict.outcome is not Outcome.ACCEPTED:
-            return verdict.outcome, verdict.reason
-        for key in verdict.keys:
-            if key in self.taken and self.taken[key].startswith(DEFAULT_PREFIX):
+        outcome, reason, keys, _missing = verdict
+        if outcome is not _ACCEPTED:
+            return outcome, reason
+        taken = self.taken
+        for key in keys:
+            holder = taken.get(key)
+            if holder is None:
+                continue
+            if holder.startswith(DEFAULT_PREFIX):
                 return Outcome.REJECTED, (f"{_describe(key)} was already given the default rating after its "
                                           "rating period ended; a later rating is not accepted")
-            if key in self.taken:
-                # Claim nothing: a duplicate must not block a unit it did not win.
-                return Outcome.DUPLICATE, f"{_describe(key)} already rated by rating {self.taken[key]}"
-        for key in verdict.keys:
-            self.taken[key] = rating_id
+            # Claim nothing: a duplicate must not block a unit it did not win.
+            return Outcome.DUPLICATE, f"{_describe(key)} already rated by rating {holder}"
+        for key in keys:
+            taken[key] = rating_id
             self.new.append((key, rating_id))
-        return Outcome.ACCEPTED, verdict.reason
+        return _ACCEPTED, reason
 
 
 class _Ingest:
     """One rating message, answered with bulk lookups and bulk writes."""
 
-    def __init__(self, store: Store, topic_device_id: str, message: RatingMessage, received_at: datetime) -> None:
+    def __init__(self, store: Store, topic_device_id: str, message: AnyRatingMessage,
+                 received_at: datetime) -> None:
         self.store = store
         self.device_id = topic_device_id
         self.message = message
@@ -399,7 +414,7 @@ class _Ingest:
         self.received_day = china_date(received_at)
         self.links: dict[str, str] = {}  # clerk-button rating id -> the case linked to it
 
-    def run(self) -> list[AckResult]:
+    def run(self) -> list[Answer]:
         ratings = self.message.ratings
         store = self.store
         seen = store._answers(r.rating_id for r in ratings)
@@ -407,7 +422,7 @@ class _Ingest:
         identity = self._identity_problem(device)
         if identity:
             return [self._again(r.rating_id, *seen[r.rating_id]) if r.rating_id in seen
-                    else _ack(r.rating_id, Outcome.REJECTED, identity) for r in ratings]
+                    else (r.rating_id, Outcome.REJECTED, identity) for r in ratings]
         fresh = [r for r in ratings if r.rating_id not in seen] if seen else ratings
         self.links = self._link_buttons(fresh, device)
         cases = store._cases({c for r in fresh for c in r.case_ids} | set(self.links.values()))
@@ -415,7 +430,7 @@ class _Ingest:
         days = {r.rating_id: self._day(r) for r in fresh}
         verdicts = {r.rating_id: self._verdict(r, days[r.rating_id], device, cases) for r in fresh}
         claimer = _Claimer(store._claims({k for v in verdicts.values() for k in v.keys}))
-        answers: dict[str, AckResult] = {}
+        answers: dict[str, Answer] = {}
         rows, pending = [], []
         received, device_id, hall_id, window_id = self.received, self.device_id, device.hall_id, device.window_id
         for rating in ratings:
@@ -427,9 +442,9 @@ class _Ingest:
                 continue
             verdict = verdicts[rating_id]
             outcome, reason = claimer.decide(rating_id, verdict)
-            answers[rating_id] = AckResult(rating_id=rating_id, outcome=outcome, reason=reason)
+            answers[rating_id] = (rating_id, outcome, reason)
             rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW, _json_list(rating.case_ids),
-                         rating.score, _ts(rating.rated_at), rating.clock_synced, received,
+                         rating.score, utc_text(rating.rated_at), rating.clock_synced, received,
                          days[rating_id].isoformat(), _json_list(rating.reasons), rating.prompt_id, hall_id,
                          window_id, rating.clerk_id, rating.item_code, outcome, reason))
             if verdict.missing:
@@ -437,7 +452,7 @@ class _Ingest:
         self._write(rows, claimer.new, pending)
         return [answers[r.rating_id] for r in ratings]
 
-    def _link_buttons(self, ratings: Sequence[Rating], device: Device | None) -> dict[str, str]:
+    def _link_buttons(self, ratings: Sequence[AnyRating], device: Device | None) -> dict[str, str]:
         """rating_id → case_id for clerk-button ratings (no case id) that have a case to link to now."""
         links: dict[str, str] = {}
         if device is None:
@@ -459,12 +474,12 @@ class _Ingest:
             return f"device {self.device_id} is not registered with this collector"
         return ""
 
-    def _again(self, rating_id: str, device_id: str, outcome: str, reason: str) -> AckResult:
+    def _again(self, rating_id: str, device_id: str, outcome: str, reason: str) -> Answer:
         if device_id != self.device_id:
-            return _ack(rating_id, Outcome.REJECTED, f"rating_id {rating_id} was already sent by another device")
-        return _ack(rating_id, outcome, reason)
+            return rating_id, Outcome.REJECTED, f"rating_id {rating_id} was already sent by another device"
+        return rating_id, outcome, reason
 
-    def _verdict(self, rating: Rating, day: date, device: Device | None, cases: dict[str, CaseRow]) -> Verdict:
+    def _verdict(self, rating: AnyRating, day: date, device: Device | None, cases: dict[str, CaseRow]) -> Verdict:
         assert device is not None  # _identity_problem said it is registered
         if rating.hall_id is not None and rating.hall_id != device.hall_id:
             return Verdict(Outcome.REJECTED, f"hall_id {rating.hall_id} does not match device {device.device_id}'s "
@@ -477,7 +492,7 @@ class _Ingest:
         return judge(rating.kind, rating.case_ids, day, device.device_id, device.hall_id,
                      cases, self.store.profile)
 
-    def _button_verdict(self, rating: Rating, day: date, device: Device, cases: dict[str, CaseRow]) -> Verdict:
+    def _button_verdict(self, rating: AnyRating, day: date, device: Device, cases: dict[str, CaseRow]) -> Verdict:
         minutes = self.store.profile.button_link_minutes
         case_id = self.links.get(rating.rating_id)
         if case_id is None:
@@ -489,7 +504,7 @@ class _Ingest:
                                        f"completed at window {device.window_id} closest in time"
                                        + (f"; {verdict.reason}" if verdict.reason else ""))
 
-    def _day(self, rating: Rating) -> date:
+    def _day(self, rating: AnyRating) -> date:
         # An unsynced terminal clock may be years off: place the rating by the
         # collector's clock and the terminal's uptime (hcp.collector.fleet).
         if rating.clock_synced:
@@ -559,10 +574,6 @@ def _describe(key: str) -> str:
         hall_id, day = rest.split(":")[0], rest.split(":")[-1]
         return f"hall {hall_id} on {day} by the same person"
     return f"{kind} {rest}"
-
-
-def _ack(rating_id: str, outcome: Outcome | str, reason: str) -> AckResult:
-    return AckResult(rating_id=rating_id, outcome=Outcome(outcome), reason=reason)
 
 
 _NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')

@@ -8,10 +8,15 @@ does not round-trip. Plain Python; atheris is needed only to search.
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
+from enum import Enum
+
+import msgspec
 
 from hcp.device.exc import FrameError
 from hcp.device.frames import Frame, FrameDecoder, encode_frame
 from hcp.exc import ProtocolError
+from hcp.fastwire import AnyRatingMessage, decode_rating_message
 from hcp.protocol import (
     AckMessage,
     CasesAckMessage,
@@ -59,6 +64,41 @@ def payloads(data: bytes) -> None:
             assert err.field and err.problem
             continue
         assert decode(model, encode(message)) == message
+    fast_rating_messages(data)
+
+
+def fast_rating_messages(data: bytes) -> None:
+    """The collector's fast decoder agrees with the reference: the same values, or the same error."""
+    try:
+        reference: RatingMessage | ProtocolError = decode(RatingMessage, data)
+    except ProtocolError as err:
+        reference = err
+    try:
+        fast: AnyRatingMessage | ProtocolError = decode_rating_message(data)
+    except ProtocolError as err:
+        fast = err
+    if isinstance(reference, ProtocolError):
+        assert isinstance(fast, ProtocolError), f"fast decoder accepted what the reference refuses: {reference}"
+        assert (fast.field, fast.problem) == (reference.field, reference.problem)
+    else:
+        assert not isinstance(fast, ProtocolError), f"fast path raised {fast}"
+        assert plain(fast) == plain(reference)
+
+
+def plain(message: AnyRatingMessage) -> dict:
+    """A rating message as builtins, either decoding; times with their offsets, so +08:00 ≠ Z."""
+    def value(item: object) -> object:
+        if isinstance(item, datetime):
+            return item, item.utcoffset()
+        if isinstance(item, list):
+            return [value(v) for v in item]
+        if isinstance(item, Enum):
+            return item.value
+        return item
+    as_dict = msgspec.structs.asdict if isinstance(message, msgspec.Struct) else dict
+    ratings = [msgspec.structs.asdict(r) if isinstance(r, msgspec.Struct) else dict(r) for r in message.ratings]
+    top = {k: value(v) for k, v in as_dict(message).items() if k != "ratings"}
+    return {**top, "ratings": [{k: value(v) for k, v in r.items()} for r in ratings]}
 
 
 TARGETS = {"frames": frames, "payloads": payloads}

@@ -144,6 +144,9 @@ HOSTILE = [
     (T.rating("h1-w1"), {"v": 2, "device_id": "h1-w1", "ratings": []}, "v: protocol version must be 1"),
     (T.rating("h1-w1"), {"v": 1, "device_id": "h1-w1", "ratings": [{"score": 5}]}, "ratings[0].rating_id"),
     (T.cases, b"{}", "v: Field required"),
+    # JSON escapes can spell a lone surrogate, which UTF-8 cannot carry; it must not reach an answer.
+    (T.rating("h1-w1"), b'{"v": 1, "device_id": "h1-w1", "ratings": [], "\\ud800": 1}', "payload: not valid JSON"),
+    (T.cases, b'{"v": 1, "cases": [], "\\udfff": 1}', "payload: not valid JSON"),
 ]
 
 
@@ -208,7 +211,7 @@ def test_a_bug_leaves_the_message_unacknowledged_and_unanswered(setup, terminal,
     start(collector, terminal)
     terminal.ask(T.cases, cases("c1", "c2"))
     unlucky = ratings(rating("c1", reasons=["X"]))
-    real_ingest = Store.ingest
+    real_ingest = Store.ingest_answers
 
     def fail_once(store, device_id, message, received_at):
         if message.ratings[0].reasons == ["X"]:
@@ -216,7 +219,7 @@ def test_a_bug_leaves_the_message_unacknowledged_and_unanswered(setup, terminal,
         return real_ingest(store, device_id, message, received_at)
 
     with caplog.at_level(logging.ERROR, logger="hcp.collector"), \
-            mock.patch.object(Store, "ingest", autospec=True, side_effect=fail_once):
+            mock.patch.object(Store, "ingest_answers", autospec=True, side_effect=fail_once):
         terminal.send(T.rating("h1-w1"), unlucky)
         assert outcomes(terminal.ask(T.rating("h1-w1"), ratings(rating("c2")))) == ["accepted"]
     assert T.rating("h1-w1") in caplog.text and "RuntimeError" in caplog.text
