@@ -26,6 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from hcp.db import json_list
+
 #: The chained tables with the column that names a row; sealed in this order.
 CHAINED = (("ratings", "rating_id"), ("rating_decisions", "id"), ("rating_links", "rating_id"),
            ("followups", "id"), ("followup_events", "id"),
@@ -110,7 +112,7 @@ def seal(conn: sqlite3.Connection) -> int:
                             "WHERE rowid > ? ORDER BY rowid", (done,)).fetchall()
         if not rows:
             continue
-        keys = json.dumps([str(name) for _rowid, name, _content in rows], ensure_ascii=False)
+        keys = json_list([str(name) for _rowid, name, _content in rows])
         hashes = b"".join([sha256(content.encode("utf-8", "surrogatepass")).digest() for *_, content in rows])
         seq += 1
         first, last = rows[0][0], rows[-1][0]

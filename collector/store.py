@@ -34,7 +34,7 @@ from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
 from hcp.collector.schema import MIGRATIONS
 from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
-from hcp.db import migrate, open_db, transaction
+from hcp.db import json_list, migrate, open_db, transaction
 from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst, utc_text
 from hcp.fastwire import AnyRating, AnyRatingMessage
 from hcp.protocol import AckResult, CaseRecord, CaseResult, StatusMessage
@@ -243,7 +243,7 @@ class Store:
 
     def _cases(self, case_ids: Iterable[str]) -> dict[str, CaseRow]:
         rows = self._conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id IN "
-                                  "(SELECT value FROM json_each(?))", (_json_list(case_ids),))
+                                  "(SELECT value FROM json_each(?))", (json_list(case_ids),))
         return {row[0]: CaseRow(*row) for row in rows}
 
     # -- ratings ------------------------------------------------------------
@@ -262,12 +262,12 @@ class Store:
     def _answers(self, rating_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
         """rating_id → (device_id, first outcome, first reason) for those already stored."""
         rows = self._conn.execute("SELECT rating_id, device_id, ack_outcome, ack_reason FROM ratings WHERE "
-                                  "rating_id IN (SELECT value FROM json_each(?))", (_json_list(rating_ids),))
+                                  "rating_id IN (SELECT value FROM json_each(?))", (json_list(rating_ids),))
         return {row[0]: row[1:] for row in rows}
 
     def _claims(self, keys: Iterable[str]) -> dict[str, str]:
         rows = self._conn.execute("SELECT unit_key, rating_id FROM rating_claims WHERE unit_key IN "
-                                  "(SELECT value FROM json_each(?))", (_json_list(keys),))
+                                  "(SELECT value FROM json_each(?))", (json_list(keys),))
         return dict(rows.fetchall())
 
     def _write_claims(self, claims: Sequence[tuple[str, str]]) -> None:
@@ -283,7 +283,7 @@ class Store:
         waiting = self._conn.execute(
             "SELECT r.rating_id, r.kind, r.case_ids, r.day, r.device_id, r.hall_id FROM ratings r "
             "WHERE r.rating_id IN (SELECT rating_id FROM pending_cases WHERE case_id IN "
-            "(SELECT value FROM json_each(?))) ORDER BY r.rowid", (_json_list(case_ids),)).fetchall()
+            "(SELECT value FROM json_each(?))) ORDER BY r.rowid", (json_list(case_ids),)).fetchall()
         cases = self._cases({c for row in waiting for c in json.loads(row[2])})
         verdicts = [(row[0], judge(row[1], json.loads(row[2]), date.fromisoformat(row[3]), row[4], row[5],
                                    cases, self.profile)) for row in waiting]
@@ -443,9 +443,9 @@ class _Ingest:
             verdict = verdicts[rating_id]
             outcome, reason = claimer.decide(rating_id, verdict)
             answers[rating_id] = (rating_id, outcome, reason)
-            rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW, _json_list(rating.case_ids),
+            rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW, json_list(rating.case_ids),
                          rating.score, utc_text(rating.rated_at), rating.clock_synced, received,
-                         days[rating_id].isoformat(), _json_list(rating.reasons), rating.prompt_id, hall_id,
+                         days[rating_id].isoformat(), json_list(rating.reasons), rating.prompt_id, hall_id,
                          window_id, rating.clerk_id, rating.item_code, outcome, reason))
             if verdict.missing:
                 pending += [(case_id, rating_id) for case_id in verdict.missing]
@@ -574,21 +574,6 @@ def _describe(key: str) -> str:
         hall_id, day = rest.split(":")[0], rest.split(":")[-1]
         return f"hall {hall_id} on {day} by the same person"
     return f"{kind} {rest}"
-
-
-_NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')
-
-
-def _json_list(values: Iterable[str]) -> str:
-    """A JSON list of strings (stored, or passed to ``json_each``): joined directly unless a value needs escaping.
-
-    Ids never need it, by their protocol pattern; a reason may hold a quote or a backslash.
-    """
-    values = list(values)
-    joined = '","'.join(values)
-    if _NEEDS_ESCAPING.search(joined):
-        return json.dumps(values, ensure_ascii=False)
-    return f'["{joined}"]' if values else "[]"
 
 
 def _ts(moment: datetime) -> str:

@@ -8,8 +8,10 @@ together with the row that records them (the sqlite-utils pattern).
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import sqlite_utils
@@ -82,3 +84,18 @@ class transaction:  # lower case: used like a keyword, ``with transaction(db):``
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
+
+
+_NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')
+
+
+def json_list(values: Iterable[str]) -> str:
+    """A JSON list of strings (stored, or passed to ``json_each``): joined directly unless a value needs escaping.
+
+    Ids never need it, by their protocol pattern; a reason may hold a quote or a backslash.
+    """
+    values = list(values)
+    joined = '","'.join(values)
+    if _NEEDS_ESCAPING.search(joined):
+        return json.dumps(values, ensure_ascii=False)
+    return f'["{joined}"]' if values else "[]"

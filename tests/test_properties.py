@@ -9,16 +9,17 @@ input survives a round trip unchanged.
 from __future__ import annotations
 
 import json
+import re
 import string
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from hcp.collector.store import _json_list
 from hcp.config.schema import AgentConfig, CollectorConfig, load_config
+from hcp.db import json_list
 from hcp.device.exc import FrameError
 from hcp.device.frames import MAX_PAYLOAD, STX, Frame, FrameDecoder, encode_frame
 from hcp.domain import Kind, Outcome, utc_text
@@ -256,11 +257,18 @@ def test_the_strategies_cover_aware_times() -> None:
     assert (datetime.now(UTC) + timedelta(0)).tzinfo is not None
 
 
-@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30),
-                    timezones=st.timezones() | st.sampled_from([UTC])))
-def test_utc_text_is_what_astimezone_and_isoformat_give(moment):
-    """The store's fast time formatting: byte for byte the obvious one, for any zone and offset."""
-    assert utc_text(moment) == moment.astimezone(UTC).isoformat(timespec="microseconds")
+moments = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30),
+                       timezones=st.timezones() | st.sampled_from([UTC, timezone(timedelta(hours=8))]))
+
+
+@given(first=moments, second=moments)
+def test_utc_text_is_the_same_instant_in_one_fixed_form_whose_text_order_is_time_order(first, second):
+    """Stored times are compared as text (e.g. a default after a rating): the form must never vary."""
+    for moment in (first, second):
+        text = utc_text(moment)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", text), text
+        assert datetime.fromisoformat(text) == moment
+    assert (utc_text(first) < utc_text(second)) == (first < second)
 
 
 def test_utc_text_refuses_a_naive_time():
@@ -271,4 +279,4 @@ def test_utc_text_refuses_a_naive_time():
 @given(st.lists(st.text(max_size=20), max_size=8))
 def test_the_stores_json_lists_parse_back_to_the_values(values):
     """The store's lookups pass id lists to json_each; a fast join must never change or break a value."""
-    assert json.loads(_json_list(values)) == values
+    assert json.loads(json_list(values)) == values
