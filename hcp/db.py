@@ -95,7 +95,6 @@ def json_list(values: Iterable[str]) -> str:
     Ids never need it, by their protocol pattern; a reason may hold a quote or a backslash.
     """
     values = list(values)
-    joined = '","'.join(values)
-    if _NEEDS_ESCAPING.search(joined):
+    if _NEEDS_ESCAPING.search("".join(values)):  # not the joined list: its separators are quotes
         return json.dumps(values, ensure_ascii=False)
-    return f'["{joined}"]' if values else "[]"
+    return '["' + '","'.join(values) + '"]' if values else "[]"

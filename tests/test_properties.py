@@ -280,3 +280,9 @@ def test_utc_text_refuses_a_naive_time():
 def test_the_stores_json_lists_parse_back_to_the_values(values):
     """The store's lookups pass id lists to json_each; a fast join must never change or break a value."""
     assert json.loads(json_list(values)) == values
+
+
+@given(st.lists(st.text(string.ascii_letters + string.digits + "._:-", min_size=1, max_size=64), max_size=8))
+def test_id_lists_are_joined_without_the_json_encoder(values):
+    """The fast path is taken for ids: compact, and exactly the values between quotes."""
+    assert json_list(values) == json.dumps(values, separators=(",", ":"))
