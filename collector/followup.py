@@ -118,7 +118,7 @@ def open_followups_for(conn: sqlite3.Connection, profile: Profile, calendar: Cal
         records.append((number, rating_id, hall, window, clerk, score, started, opened,
                         _due(calendar, start, profile.followup_contact),
                         _due(calendar, start, profile.followup_rectify),
-                        drawn_for_spot_check(number, profile.spot_check_ratio)))
+                        int(drawn_for_spot_check(number, profile.spot_check_ratio))))
     conn.executemany("INSERT OR IGNORE INTO followups (id, rating_id, hall_id, window_id, clerk_id, score, rated_at, "
                      "opened_at, contact_due, rectify_due, spot_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      records)

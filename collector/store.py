@@ -443,10 +443,12 @@ class _Ingest:
             verdict = verdicts[rating_id]
             outcome, reason = claimer.decide(rating_id, verdict)
             answers[rating_id] = (rating_id, outcome, reason)
+            # Plain str and int, not the enum and bool: sqlite3 binds a subclass through its adapter
+            # lookup, two failed attribute lookups that cost as much as the rest of the row.
             rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW, json_list(rating.case_ids),
-                         rating.score, utc_text(rating.rated_at), rating.clock_synced, received,
+                         rating.score, utc_text(rating.rated_at), int(rating.clock_synced), received,
                          days[rating_id].isoformat(), json_list(rating.reasons), rating.prompt_id, hall_id,
-                         window_id, rating.clerk_id, rating.item_code, outcome, reason))
+                         window_id, rating.clerk_id, rating.item_code, str(outcome), reason))
             if verdict.missing:
                 pending += [(case_id, rating_id) for case_id in verdict.missing]
         self._write(rows, claimer.new, pending)
