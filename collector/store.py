@@ -244,7 +244,8 @@ class Store:
     def _cases(self, case_ids: Iterable[str]) -> dict[str, CaseRow]:
         rows = self._conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id IN "
                                   "(SELECT value FROM json_each(?))", (json_list(case_ids),))
-        return {row[0]: CaseRow(*row) for row in rows}
+        rows = rows.fetchall()
+        return dict(zip([row[0] for row in rows], map(CaseRow._make, rows)))
 
     # -- ratings ------------------------------------------------------------
 
@@ -445,9 +446,12 @@ class _Ingest:
             answers[rating_id] = (rating_id, outcome, reason)
             # Plain str and int, not the enum and bool: sqlite3 binds a subclass through its adapter
             # lookup, two failed attribute lookups that cost as much as the rest of the row.
-            rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW, json_list(rating.case_ids),
+            # Case ids need no JSON escaping (the protocol allows A-Z a-z 0-9 . _ : - only); reasons may.
+            rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW,
+                         '["' + '","'.join(rating.case_ids) + '"]' if rating.case_ids else "[]",
                          rating.score, utc_text(rating.rated_at), int(rating.clock_synced), received,
-                         days[rating_id].isoformat(), json_list(rating.reasons), rating.prompt_id, hall_id,
+                         days[rating_id].isoformat(), json_list(rating.reasons) if rating.reasons else "[]",
+                         rating.prompt_id, hall_id,
                          window_id, rating.clerk_id, rating.item_code, str(outcome), reason))
             if verdict.missing:
                 pending += [(case_id, rating_id) for case_id in verdict.missing]
