@@ -108,12 +108,13 @@ def seal(conn: sqlite3.Connection) -> int:
     sha256 = hashlib.sha256
     for table, key in CHAINED:
         done = conn.execute(_SEALED_UP_TO, (table,)).fetchone()[0]
-        rows = conn.execute(f'SELECT rowid, "{key}", {row_json_sql(conn, table)} FROM {table} '
+        # The content as its UTF-8 bytes straight from SQLite: what verify hashes, without a str in between.
+        rows = conn.execute(f'SELECT rowid, "{key}", CAST({row_json_sql(conn, table)} AS BLOB) FROM {table} '
                             "WHERE rowid > ? ORDER BY rowid", (done,)).fetchall()
         if not rows:
             continue
         keys = json_list([str(name) for _rowid, name, _content in rows])
-        hashes = b"".join([sha256(content.encode("utf-8", "surrogatepass")).digest() for *_, content in rows])
+        hashes = b"".join([sha256(content).digest() for *_, content in rows])
         seq += 1
         first, last = rows[0][0], rows[-1][0]
         link = block_link(link, table, first, last, keys, hashes)
