@@ -18,7 +18,7 @@ HERE = Path(__file__).parent
 
 FULL = [
     ("press latency", ["press_latency.py", "--presses", "10000"]),
-    ("backlog drain", ["drain.py", "--ratings", "100000"]),
+    ("backlog drain", ["drain.py", "--ratings", "100000", "--runs", "5"]),
     ("collector ingest", ["ingest.py", "--terminals", "1000", "--ratings", "60"]),
     ("collector ingest, 10 a message", ["ingest.py", "--terminals", "1000", "--ratings", "60", "--batch", "10"]),
     ("fleet", ["fleet.py", "--terminals", "5000"]),

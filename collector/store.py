@@ -245,7 +245,7 @@ class Store:
         rows = self._conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id IN "
                                   "(SELECT value FROM json_each(?))", (json_list(case_ids),))
         rows = rows.fetchall()
-        return dict(zip([row[0] for row in rows], map(CaseRow._make, rows)))
+        return dict(zip([row[0] for row in rows], map(CaseRow._make, rows), strict=True))
 
     # -- ratings ------------------------------------------------------------
 
