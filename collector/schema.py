@@ -14,6 +14,7 @@ import sqlite_utils
 from hcp.collector.schema_chain import m006_chain_blocks
 from hcp.collector.schema_channels import m005_channels
 from hcp.collector.schema_lifecycle import m004_lifecycle
+from hcp.db import run_script
 
 _M001 = """
 CREATE TABLE devices (
@@ -99,9 +100,7 @@ LEFT JOIN rating_decisions d ON d.id = (
 
 def m001_collector(db: sqlite_utils.Database) -> None:
     """Devices, cases, ratings, claims, decisions."""
-    for statement in _M001.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
+    run_script(db, _M001)
 
 
 def m002_rating_links(db: sqlite_utils.Database) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from hcp.db import make_append_only, run_script
+
 _SQL = """
 CREATE TABLE chain_blocks (
     seq         INTEGER PRIMARY KEY,   -- one numbering with chain: a block continues after its last entry
@@ -32,10 +34,5 @@ APPEND_ONLY = ("chain_blocks",)
 
 def m006_chain_blocks(db: sqlite_utils.Database) -> None:
     """The chain's blocks, append-only like the records they seal."""
-    for statement in _SQL.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
-    for table in APPEND_ONLY:
-        for event in ("UPDATE", "DELETE"):
-            db.execute(f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table} BEGIN "
-                       f"SELECT RAISE(ABORT, '{table} is append-only: corrections are new records'); END")
+    run_script(db, _SQL)
+    make_append_only(db, APPEND_ONLY)

@@ -15,6 +15,8 @@ import sqlite3
 
 import sqlite_utils
 
+from hcp.db import make_append_only, run_script
+
 _SQL = """
 CREATE TABLE rating_texts (
     rating_id TEXT PRIMARY KEY REFERENCES ratings(rating_id),
@@ -59,12 +61,8 @@ CREATE TABLE channel_cursors (
 
 def m005_channels(db: sqlite_utils.Database) -> None:
     """Rating texts, applicant contacts, notifications, the upstream outbox and scan cursors."""
-    for statement in _SQL.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
-    for event in ("UPDATE", "DELETE"):
-        db.execute(f"CREATE TRIGGER rating_texts_no_{event.lower()} BEFORE {event} ON rating_texts BEGIN "
-                   "SELECT RAISE(ABORT, 'rating_texts is append-only: corrections are new records'); END")
+    run_script(db, _SQL)
+    make_append_only(db, ("rating_texts",))
 
 
 def read_cursor(conn: sqlite3.Connection, name: str) -> int:

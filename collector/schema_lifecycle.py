@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from hcp.db import make_append_only, run_script
+
 _SQL = """
 CREATE INDEX IF NOT EXISTS cases_by_completion ON cases (completed_at);
 -- 差评 follow-up (回访核实整改): the record, then its steps as events.
@@ -106,10 +108,5 @@ APPEND_ONLY = ("ratings", "rating_decisions", "rating_links", "followups", "foll
 
 def m004_lifecycle(db: sqlite_utils.Database) -> None:
     """Follow-ups, appeals, exclusions, malicious raters, the hash chain; records made append-only."""
-    for statement in _SQL.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
-    for table in APPEND_ONLY:
-        for event in ("UPDATE", "DELETE"):
-            db.execute(f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table} BEGIN "
-                       f"SELECT RAISE(ABORT, '{table} is append-only: corrections are new records'); END")
+    run_script(db, _SQL)
+    make_append_only(db, APPEND_ONLY)

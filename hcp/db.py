@@ -59,6 +59,24 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> int:
     return applied
 
 
+def run_script(db: sqlite_utils.Database, sql: str) -> None:
+    """Execute ``sql``, statements separated by ";" at a line end, inside the caller's transaction.
+
+    Not ``executescript``, which commits first and would break a migration's one transaction.
+    """
+    for statement in sql.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def make_append_only(db: sqlite_utils.Database, tables: Sequence[str]) -> None:
+    """Triggers that abort any UPDATE or DELETE on ``tables``: their rows are records."""
+    for table in tables:
+        for event in ("UPDATE", "DELETE"):
+            db.execute(f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table} BEGIN "
+                       f"SELECT RAISE(ABORT, '{table} is append-only: corrections are new records'); END")
+
+
 class transaction:  # lower case: used like a keyword, ``with transaction(db):``
     """BEGIN IMMEDIATE … COMMIT, or ROLLBACK when the block raises."""
 
