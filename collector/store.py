@@ -37,12 +37,12 @@ from hcp.config.policy import Profile
 from hcp.db import json_list, migrate, open_db, transaction
 from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst, utc_text
 from hcp.fastwire import AnyRating, AnyRatingMessage
-from hcp.protocol import AckResult, CaseRecord, CaseResult, StatusMessage
+from hcp.protocol import IDENT_CHARS, AckResult, CaseRecord, CaseResult, StatusMessage
 
 _WINDOW = Channel.WINDOW.value
 _ACCEPTED = Outcome.ACCEPTED
 _CST_OFFSET = timedelta(hours=8)
-_IDENT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_IDENT = re.compile(f"^[{IDENT_CHARS}]{{1,64}}$")
 _CASE_COLUMNS = ("case_id, hall_id, window_id, item_code, item_name, clerk_id, intake, batch_id, "
                  "applicant_key, completed_at")
 #: SQLite page cache of the store's connection, in KiB.

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from hcp.domain import Outcome
 from hcp.exc import ProtocolError
-from hcp.protocol import AckResult, Rating, RatingMessage, decode
+from hcp.protocol import RATING_ID_CHARS, AckResult, Rating, RatingMessage, decode
 
-_RATING_ID = re.compile(r"^[0-9a-fA-F-]{16,64}$")
+_RATING_ID = re.compile(f"^[{RATING_ID_CHARS}]{{16,64}}$")
 
 
 @dataclass

@@ -28,7 +28,15 @@ from typing import Annotated, Literal
 import msgspec
 
 from hcp.domain import Kind
-from hcp.protocol import MAX_PAYLOAD_BYTES, MAX_RATINGS_PER_MESSAGE, Rating, RatingMessage, decode
+from hcp.protocol import (
+    IDENT_CHARS,
+    MAX_PAYLOAD_BYTES,
+    MAX_RATINGS_PER_MESSAGE,
+    RATING_ID_CHARS,
+    Rating,
+    RatingMessage,
+    decode,
+)
 
 # The same constraints as hcp.protocol, but for the character sets of ids:
 # msgspec checks a pattern with a Python re call per string, which costs more
@@ -37,8 +45,8 @@ from hcp.protocol import MAX_PAYLOAD_BYTES, MAX_RATINGS_PER_MESSAGE, Rating, Rat
 _Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 _RatingId = Annotated[str, msgspec.Meta(min_length=16, max_length=64)]
 _Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-_IDENT_CHARS = re.compile(r"[A-Za-z0-9._:-]*")
-_RATING_ID_CHARS = re.compile(r"[0-9a-fA-F-]*")
+_IDENT_CHARS = re.compile(f"[{IDENT_CHARS}]*")
+_RATING_ID_CHARS = re.compile(f"[{RATING_ID_CHARS}]*")
 
 #: A seconds field with seven or more fractional digits ("…:00.1234567").
 _LONG_FRACTION = re.compile(rb":\d\d\.\d{7}")

@@ -25,7 +25,11 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 #: At most this many ratings travel in one rating message.
 MAX_RATINGS_PER_MESSAGE = 1000
 
-Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+#: The characters of an id (device, hall, window, case, …), and of a rating id: regex character-class bodies.
+IDENT_CHARS = "A-Za-z0-9._:-"
+RATING_ID_CHARS = "0-9a-fA-F-"
+
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=f"^[{IDENT_CHARS}]+$")]
 Text = Annotated[str, StringConstraints(max_length=200)]
 
 
@@ -36,7 +40,7 @@ class _Message(BaseModel):
 class Rating(_Message):
     """One rating as the terminal sends it."""
 
-    rating_id: Annotated[str, StringConstraints(min_length=16, max_length=64, pattern=r"^[0-9a-fA-F-]+$")]
+    rating_id: Annotated[str, StringConstraints(min_length=16, max_length=64, pattern=f"^[{RATING_ID_CHARS}]+$")]
     seq: int = Field(ge=1)
     kind: Kind
     case_ids: list[Ident] = Field(max_length=50)
