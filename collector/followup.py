@@ -13,12 +13,11 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from functools import lru_cache
+from datetime import datetime
 
-from hcp.collector.workdays import Calendar, day_start
+from hcp.collector.workdays import Calendar
 from hcp.config.policy import Deadline, Profile
-from hcp.domain import Channel, china_date, utc_text
+from hcp.domain import Channel, utc_text
 
 OPEN, CONTACTED, RECTIFIED, EXPLAINED, CLOSED, SPOT_CHECKED = (
     "open", "contacted", "rectified", "explained", "closed", "spot-checked")
@@ -131,15 +130,5 @@ def drawn_for_spot_check(number: int, ratio: float) -> bool:
 
 
 def _due(calendar: Calendar, start: datetime, period: Deadline | None) -> str | None:
-    if period is None:
-        return None
-    if period.unit == "hours":
-        return utc_text(calendar.due(start, period))
-    # A day-counted period ends at a midnight that depends only on the start's China day.
-    return _day_due_text(calendar, china_date(start), period.unit, period.count)
-
-
-@lru_cache(maxsize=4096)
-def _day_due_text(calendar: Calendar, day: date, unit: str, count: int) -> str:
-    return utc_text(calendar.due(day_start(day), Deadline(unit=unit, count=count)))
+    return None if period is None else calendar.due_text(start, period)
 

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from hcp.config.policy import Deadline
-from hcp.domain import CST, china_date
+from hcp.domain import CST, china_date, utc_text
 from hcp.exc import ConfigError
 
 log = logging.getLogger("hcp.collector.workdays")
@@ -34,6 +34,7 @@ class Calendar:
         self._warned: set[int] = set()
         # (first day, unit, count) -> last day: every 差评 of a day shares its deadlines.
         self._last_day: dict[tuple[date, str, int], date] = {}
+        self._due_text: dict[tuple[date, str, int], str] = {}
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> Calendar:
@@ -91,6 +92,16 @@ class Calendar:
                 last = self.add_working_days(first, period.count)
             self._last_day[key] = last
         return day_start(last + timedelta(days=1))
+
+    def due_text(self, start: datetime, period: Deadline) -> str:
+        """:meth:`due` as hcp stores times (``utc_text``); a day-counted one is formatted once per start day."""
+        if period.unit == "hours":
+            return utc_text(self.due(start, period))
+        key = (china_date(start), period.unit, period.count)
+        text = self._due_text.get(key)
+        if text is None:
+            text = self._due_text[key] = utc_text(self.due(start, period))
+        return text
 
 
 def day_start(day: date) -> datetime:
