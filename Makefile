@@ -4,11 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test deps venv lint bench bench-full screens voice faults clean help install-agent install-collector config-doc
+.PHONY: demo test explore deps venv lint bench bench-full screens voice faults clean help install-agent install-collector config-doc
 
 help:
 	@echo "make demo    set up and run the hall simulation"
 	@echo "make test    set up and run the test suite"
+	@echo "make explore property tests with new random examples (EXPLORE_RUNS=5)"
 	@echo "make lint    ruff"
 	@echo "make bench   benchmarks (figures for docs/benchmarks.md)"
 	@echo "make faults  the fault-injection suite, long run (figures for docs/reliability.md)"
@@ -31,6 +32,14 @@ demo: venv
 test: venv
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# `make test` draws the same property-test examples every run; this draws new ones, EXPLORE_RUNS times.
+EXPLORE_RUNS ?= 5
+explore: venv
+	for run in $$(seq $(EXPLORE_RUNS)); do \
+	  $(PY) -m pytest -q -p no:cacheprovider --hypothesis-profile=explore --hypothesis-seed=$$RANDOM \
+	    $$(grep -l '^from hypothesis' tests/*.py) || exit 1; \
+	done
 
 lint: venv
 	$(VENV)/bin/ruff check .
