@@ -10,6 +10,7 @@ copied next to it (keys mode 0600).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 from hcp.config import tomlw
 from hcp.config.schema import AgentConfig
 from hcp.exc import ConfigError
+from hcp.protocol import IDENT_CHARS
 
 KINDS = ("sim", "gpio", "serial", "touch", "clerk-serial")
 
@@ -70,9 +72,7 @@ def _existing(text: str) -> str:
 
 
 def _ident(text: str) -> str:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", text):
+    if not re.fullmatch(f"[{IDENT_CHARS}]{{1,64}}", text):
         raise ValueError("expected 1-64 of A-Z a-z 0-9 . _ : -")
     return text
 

@@ -18,7 +18,7 @@ from hcp.config.policy import Profile, load_profile
 from hcp.config.secrets import merge_secrets, protect
 from hcp.device.settings import ClerkLinkSection, GpioSection, SerialBoardSection
 from hcp.exc import ConfigError
-from hcp.protocol import DEFAULT_PREFIX
+from hcp.protocol import DEFAULT_PREFIX, IDENT_CHARS
 from hcp.ui.settings import DisplaySection, ReceiptSection, VoiceSection
 
 
@@ -72,7 +72,7 @@ class PolicySection(_Section):
 
 class DeviceSection(_Section):
     id: str = Field(description="This terminal's device id (its MQTT identity).", examples=["hall01-w03"],
-                    pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+                    pattern=f"^[{IDENT_CHARS}]{{1,64}}$")
     hall_id: str = Field(description="The hall this terminal stands in.", examples=["hall01"])
     window_id: str = Field(description="The window this terminal serves.", examples=["w03"])
     hall_name: str = Field("政务服务大厅", description="The hall's name shown on the idle screen.",

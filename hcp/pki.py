@@ -31,10 +31,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hcp.exc import HcpError
+from hcp.protocol import IDENT_CHARS
 
 #: Identities the ACL gives rights beyond one device's topics.
 SERVICE_NAMES = frozenset({"collector", "business", "operator"})
-_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_NAME = re.compile(f"^[{IDENT_CHARS}]{{1,64}}$")
 _CA_DAYS = 20 * 365
 _CRL_DAYS = 365
 
