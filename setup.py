@@ -27,7 +27,8 @@ setup(
         "cryptography>=42",
         "matplotlib>=3.8",
         "starlette>=0.40",
-        "uvicorn>=0.30",
+        "uvicorn>=0.31",
+        "limits>=3.13",
         "gmssl>=3.2",
     ],
     extras_require={

@@ -61,8 +61,11 @@ class ChannelServices:
             raise ConfigError("web.listen: the rating page needs the receipt key shared with the terminals "
                               "(receipt.key_file, or receipt.key in the secrets file)")
         host, _, port = self.config.web.listen.rpartition(":")
-        settings = PageSettings(key, dict(self.config.web.hall_names), dict(self.config.web.window_names))
-        self._web = WebServer(create_app(RatingPage(self._store(), settings)), host, int(port))
+        web = self.config.web
+        settings = PageSettings(key, dict(web.hall_names), dict(web.window_names), web.limit_per_address,
+                                web.limit_per_case)
+        self._web = WebServer(create_app(RatingPage(self._store(), settings)), host, int(port),
+                              list(web.trusted_proxies))
         self._web.start()
         log.info("rating page listening on %s", self.config.web.listen)
 

@@ -6,11 +6,17 @@ the rules are judged and the unit keys claimed (:mod:`hcp.collector.channels`),
 so the database's unique claims decide between the window and the phone, in
 any process. A lock keeps the app's one connection to one request at a time;
 SQLite serialises writers anyway, and a hall's phones are few.
+
+Requests are counted (the limits package, sliding-window counters in memory)
+per client address, and per case once the receipt QR's signature checks out;
+over a budget the page answers 429 with Retry-After. Client addresses are
+counted, never logged.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 import time
@@ -19,6 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qs
 
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -45,6 +54,49 @@ class PageSettings:
     receipt_key: bytes = field(repr=False)
     hall_names: dict[str, str] = field(default_factory=dict)
     window_names: dict[str, str] = field(default_factory=dict)  # "hall/window" -> name
+    limit_per_address: str = "300/minute"  # limits notation, as web.limit_per_address
+    limit_per_case: str = "20/minute"
+
+
+class Throttled(Exception):
+    """Over a request budget: ask again after ``retry_after_s`` seconds."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"over the request budget; retry after {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+class RequestBudgets:
+    """Requests counted per client address and per case; refusals are counted and logged once a minute."""
+
+    def __init__(self, per_address: str, per_case: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._rates = {"address": parse_many(per_address), "case": parse_many(per_case)}
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._refused: dict[str, int] = {}
+        self._logged_at = -math.inf  # the first refusal is logged at once
+
+    def take(self, kind: str, key: str) -> None:
+        """Count one request against ``kind`` ("address" or "case") for ``key``; raise Throttled if over."""
+        over = [rate for rate in self._rates[kind] if not self._limiter.hit(rate, kind, key)]
+        if over:
+            self._note_refusal(kind)
+            raise Throttled(max(self._wait_s(rate, kind, key) for rate in over))
+
+    def _wait_s(self, rate: RateLimitItem, kind: str, key: str) -> float:
+        reset = self._limiter.get_window_stats(rate, kind, key).reset_time
+        return max(1.0, reset - time.time())
+
+    def _note_refusal(self, kind: str) -> None:
+        with self._lock:
+            self._refused[kind] = self._refused.get(kind, 0) + 1
+            now = self._clock()
+            if now - self._logged_at < 60:
+                return
+            counts, self._refused, self._logged_at = self._refused, {}, now
+        log.warning("phone page: refused %s over the request budget (web.limit_per_address, web.limit_per_case)",
+                    ", ".join(f"{n} request(s) per {kind}" for kind, n in sorted(counts.items())))
 
 
 class RatingPage:
@@ -55,10 +107,11 @@ class RatingPage:
         self.channels = Channels(store)
         self.settings = settings
         self.clock = clock
+        self.budgets = RequestBudgets(settings.limit_per_address, settings.limit_per_case)
         self._lock = threading.RLock()
 
     def show(self, case_id: str, token: str) -> tuple[int, str, str]:
-        """(HTTP status, title, body) for opening the page."""
+        """(HTTP status, title, body) for opening the page; raises Throttled over the case's budget."""
         problem = self._token_problem(case_id, token)
         if problem:
             return problem
@@ -67,7 +120,7 @@ class RatingPage:
         return self._for_state(state, token)
 
     def submit(self, case_id: str, fields: dict[str, list[str]]) -> tuple[int, str, str]:
-        """(HTTP status, title, body) after the form was sent."""
+        """(HTTP status, title, body) after the form was sent; raises Throttled over the case's budget."""
         token = _one(fields, "t")
         problem = self._token_problem(case_id, token)
         if problem:
@@ -116,6 +169,8 @@ class RatingPage:
                 return 410, "二维码已过期", webpage.message("二维码已过期", "二维码已过期，请通过其他渠道评价"
                                                             "（服务窗口评价器、12345热线等）。")
             return 403, "二维码无效", webpage.message("二维码无效", "二维码无效，请扫描办事回执上的二维码。")
+        # Counted only for a genuine QR: made-up links cannot use up a citizen's case.
+        self.budgets.take("case", case_id)
         return None
 
     def _for_state(self, state: CaseState, token: str) -> tuple[int, str, str]:
@@ -176,14 +231,25 @@ def create_app(page: RatingPage) -> Starlette:
 
     async def get_page(request: Request) -> Response:
         case_id = request.path_params["case_id"]
-        return _html(*await run_in_threadpool(page.show, case_id, request.query_params.get("t", "")))
+        try:
+            page.budgets.take("address", _client(request))
+            return _html(*await run_in_threadpool(page.show, case_id, request.query_params.get("t", "")))
+        except Throttled as over:
+            return _too_many(over)
 
     async def post_page(request: Request) -> Response:
+        try:
+            page.budgets.take("address", _client(request))
+        except Throttled as over:
+            return _too_many(over)
         body = await request.body()
         if len(body) > _MAX_BODY:
             return PlainTextResponse("too large", status_code=413)
         fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        return _html(*await run_in_threadpool(page.submit, request.path_params["case_id"], fields))
+        try:
+            return _html(*await run_in_threadpool(page.submit, request.path_params["case_id"], fields))
+        except Throttled as over:
+            return _too_many(over)
 
     async def health(_request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -191,6 +257,18 @@ def create_app(page: RatingPage) -> Starlette:
     routes = [Route("/r/{case_id}", get_page, methods=["GET"]), Route("/r/{case_id}", post_page, methods=["POST"]),
               Route("/healthz", health)]
     return Starlette(routes=routes, middleware=[Middleware(GZipMiddleware, minimum_size=500)])
+
+
+def _client(request: Request) -> str:
+    """The client's address: uvicorn puts a trusted proxy's X-Forwarded-For here (web.trusted_proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _too_many(over: Throttled) -> HTMLResponse:
+    wait = math.ceil(over.retry_after_s)
+    response = _html(429, "请求过于频繁", webpage.message("请求过于频繁", f"请求过于频繁，请{wait}秒后再试。"))
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 def _html(status: int, title: str, body: str) -> HTMLResponse:
@@ -208,11 +286,15 @@ def _html(status: int, title: str, body: str) -> HTMLResponse:
 class WebServer:
     """uvicorn serving the page in a background thread; ``close()`` stops it and is safe twice."""
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    def __init__(self, app: Starlette, host: str, port: int, trusted_proxies: list[str] | None = None) -> None:
         import uvicorn
 
+        # X-Forwarded-For is believed from these proxies only (default: loopback); uvicorn then gives the
+        # client's address as request.client. Empty: the header is never believed.
+        trusted = ["127.0.0.1", "::1"] if trusted_proxies is None else trusted_proxies
         self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                     access_log=False, lifespan="off"))
+                                                     access_log=False, lifespan="off", proxy_headers=bool(trusted),
+                                                     forwarded_allow_ips=trusted or None))
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> None:

@@ -6,10 +6,12 @@ Part of the collector's schema (``hcp.config.schema.CollectorConfig``); secrets
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from limits import parse_many
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -25,6 +27,42 @@ class WebSection(_Section):
     window_names: dict[str, str] = Field(
         default_factory=dict, description="Window names the page shows, by \"hall/window\".",
         examples=[{"hall01/w03": "3号窗口"}])
+    limit_per_address: str = Field(
+        "300/minute", description="Requests one client address may make to the page, in the limits "
+        "package's notation (\"N/second|minute|hour|day\", several joined by \";\"). Generous: phones on a "
+        "mobile network share addresses (carrier NAT). Over it the page answers 429 请求过于频繁.",
+        examples=["300/minute;3000/hour"])
+    limit_per_case: str = Field(
+        "20/minute", description="Requests with a valid receipt QR for one case (opening and sending the "
+        "form takes two or three). Counted only after the QR's signature checks out, so nobody can use up "
+        "another citizen's case with made-up links.", examples=["20/minute"])
+    trusted_proxies: list[str] = Field(
+        ["127.0.0.1", "::1"], description="Addresses or networks of reverse proxies in front of the page "
+        "whose X-Forwarded-For names the client; from any other address the header is ignored, so a "
+        "client cannot dodge its limit by writing one. Empty: trust no proxy.",
+        examples=[["127.0.0.1", "10.20.0.0/24"]])
+
+    @field_validator("limit_per_address", "limit_per_case")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        try:
+            rates = parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as \"300/minute\" or \"20/minute;200/hour\"") from None
+        if any(rate.amount < 1 for rate in rates):
+            raise ValueError(f"{value!r} allows no request at all; give at least 1 per period")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry)  # strict, as uvicorn reads it: 10.20.0.5/24 is a mistake
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network such as 10.20.0.0/24 "
+                                 "(a network with no host bits set)") from None
+        return value
 
 
 class NotifySection(_Section):

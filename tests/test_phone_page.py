@@ -102,6 +102,21 @@ def test_expired_and_forged_tokens(browser, site):
     assert page.goto(copied).status == 403
 
 
+def test_a_case_over_its_request_budget(browser, tmp_path):
+    store = open_store(tmp_path)
+    store.add_cases([case("C1")], NOW)
+    settings = PageSettings(RECEIPT_KEY, limit_per_case="1/minute")
+    with WebServer(create_app(RatingPage(store, settings, clock=lambda: NOW)), "127.0.0.1", 0) as server:
+        page = phone(browser)
+        base = f"http://127.0.0.1:{server.port}"
+        assert page.goto(url(base, "C1")).status == 200
+        response = page.goto(url(base, "C1"))
+        assert response.status == 429 and 1 <= int(response.headers["retry-after"]) <= 60
+        assert page.get_by_role("heading", name="请求过于频繁").is_visible()
+        shot(page, "throttled")
+    store.close()
+
+
 def test_second_rating_of_the_same_case(browser, site):
     base, store = site
     page = phone(browser)
