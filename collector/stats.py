@@ -7,6 +7,11 @@ list. The satisfaction score is the mean level scaled to 100 (5 → 100,
 4 → 80, 3 → 60, 2 → 40, 1 → 20). Participation is rated cases over
 completed, ratable cases (defaults do not count as rated).
 
+Hall ratings (one per person per day, on the hall overall) are counted the
+same way but apart: ``compute(..., kind=Kind.HALL)`` groups them by hall, day
+or month, without the per-case figures (participation, defaults), which have no
+meaning for them.
+
 Nothing here reads the rater's pseudonym beyond the list check, nor a contact.
 """
 
@@ -22,9 +27,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from hcp.config.policy import Profile
-from hcp.domain import Channel, Grade
+from hcp.domain import Channel, Grade, Kind
 
 DIMENSIONS = ("hall", "window", "clerk", "item", "day", "month")
+HALL_DIMENSIONS = ("hall", "day", "month")
+_PER_CASE = ("defaults", "default_share", "completed", "rated", "participation")
 LEVEL_COLUMNS = ("l5", "l4", "l3", "l2", "l1")
 
 
@@ -55,20 +62,30 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def compute(conn: sqlite3.Connection, profile: Profile, by: Sequence[str], *, start: date | None = None,
-            end: date | None = None) -> list[dict]:
-    """One row per group of ``by`` (e.g. ``("window",)`` or ``("day", "window")``), sorted by group."""
+            end: date | None = None, kind: Kind = Kind.SERVICE) -> list[dict]:
+    """One row per group of ``by`` (e.g. ``("window",)`` or ``("day", "window")``), sorted by group.
+
+    ``kind=Kind.HALL`` counts the hall ratings instead, by hall, day or month.
+    """
+    allowed = DIMENSIONS if kind is Kind.SERVICE else HALL_DIMENSIONS
     for dim in by:
-        if dim not in DIMENSIONS:
-            raise ValueError(f"--by: {dim!r} is not one of {', '.join(DIMENSIONS)}")
+        if dim not in allowed:
+            raise ValueError(f"--by: {dim!r} is not one of {', '.join(allowed)}"
+                             + ("" if kind is Kind.SERVICE else " for hall ratings"))
     span = ((start or date.min).isoformat(), (end or date.max).isoformat())
     tallies: dict[tuple, _Tally] = defaultdict(_Tally)
-    for hall, window, clerk, item, day, score, channel, excluded, listed in conn.execute(_RATINGS, span):
+    for hall, window, clerk, item, day, score, channel, excluded, listed in conn.execute(_RATINGS,
+                                                                                       (kind.value, *span)):
         tally = tallies[_group(by, hall, window, clerk, item, day)]
         if excluded or listed:
             tally.excluded[excluded or "listed"] += 1
             continue
         tally.levels[score] += 1
         tally.defaults += channel == Channel.SYSTEM_DEFAULT.value
+    if kind is Kind.HALL:
+        return [{**dict(zip(by, key, strict=True)),
+                 **{k: v for k, v in tallies[key].row(profile).items() if k not in _PER_CASE}}
+                for key in sorted(tallies, key=_order)]
     for hall, window, clerk, item, day, rated in conn.execute(_CASES, (*span, profile.failed_intake_ratable)):
         tally = tallies[_group(by, hall, window, clerk, item, day)]
         tally.completed += 1
@@ -178,7 +195,7 @@ SELECT r.hall_id, r.window_id, COALESCE(c.clerk_id, r.clerk_id), COALESCE(c.item
 FROM ratings r JOIN rating_outcomes o USING (rating_id)
 LEFT JOIN cases c ON c.case_id = (SELECT case_id FROM rc WHERE rc.rating_id = r.rating_id LIMIT 1)
 LEFT JOIN exclusions e ON e.rating_id = r.rating_id
-WHERE o.outcome = 'accepted' AND r.kind = 'service' AND r.day BETWEEN ? AND ?
+WHERE o.outcome = 'accepted' AND r.kind = ? AND r.day BETWEEN ? AND ?
 """
 
 _CASES = f"""

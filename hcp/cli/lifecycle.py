@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hcp.cli.central import open_store
 from hcp.cli.common import add_config_flags
-from hcp.domain import CST, now_cst
+from hcp.domain import CST, Kind, now_cst
 from hcp.exc import ConfigError, HcpError
 
 Sub = argparse._SubParsersAction
@@ -300,9 +300,13 @@ def _register_stats(subparsers: Sub) -> None:
     p = _parser(subparsers, "stats", "statistics, rankings and timeliness: tables, CSV, JSON, PNG",
                 "Compute statistics from the stored records: per level, 好/中/差评 rates, satisfaction score "
                 "(mean level × 20), participation, default share, exclusions; rankings lowest first; "
-                "follow-up and appeal timeliness. Writes <out>/stats-<by>.csv, stats.json and chart.png.")
-    p.add_argument("--by", default="window", help="group by hall, window, clerk, item, day or month "
-                   "(comma-separated for several, e.g. day,window)")
+                "follow-up and appeal timeliness. Writes <out>/stats-<by>.csv, stats.json and chart.png. "
+                "--kind hall counts the hall ratings (one per person per day) instead, by hall, day or month.")
+    p.add_argument("--by", help="group by hall, window, clerk, item, day or month (comma-separated for "
+                   "several, e.g. day,window); hall ratings by hall, day or month. Default: window, or hall "
+                   "with --kind hall")
+    p.add_argument("--kind", choices=("service", "hall"), default="service",
+                   help="service ratings (the default) or hall ratings")
     p.add_argument("--from", dest="start", type=_day, metavar="DATE", help="first day counted")
     p.add_argument("--to", dest="end", type=_day, metavar="DATE", help="last day counted")
     p.add_argument("-o", "--out", type=Path, metavar="DIR", help="write CSV, JSON and the PNG chart here")
@@ -319,13 +323,17 @@ def _register_stats(subparsers: Sub) -> None:
 def stats(args: argparse.Namespace) -> int:
     from hcp.collector import stats as st
 
-    by = tuple(part.strip() for part in args.by.split(",") if part.strip())
+    kind = Kind(args.kind)
+    by = tuple(part.strip() for part in (args.by or ("hall" if kind is Kind.HALL else "window")).split(",")
+               if part.strip())
     store = open_store(args)
     with store:
         try:
-            rows = st.compute(store._conn, store.profile, by, start=args.start, end=args.end)
+            rows = st.compute(store._conn, store.profile, by, start=args.start, end=args.end, kind=kind)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if kind is Kind.HALL:
+            return _hall_stats(rows, by, args, store.profile.name)
         timely = st.timeliness(store._conn, now_cst())
         daily = st.compute(store._conn, store.profile, ("day", "window"), start=args.start, end=args.end)
     _print_table(rows, by)
@@ -340,9 +348,23 @@ def stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(rows: list[dict], by: tuple[str, ...]) -> None:
+def _hall_stats(rows: list[dict], by: tuple[str, ...], args: argparse.Namespace, policy: str) -> int:
+    from hcp.collector import stats as st
+
+    _print_table(rows, by, per_case=False)
+    if args.out:
+        name = "-".join(by)
+        st.write_csv(rows, args.out / f"stats-hall-{name}.csv")
+        st.write_json({"policy": policy, "kind": "hall", "by": by, "rows": rows, "ranking": st.ranking(rows)},
+                      args.out / "stats-hall.json")
+        print(f"wrote {args.out}/stats-hall-{name}.csv, stats-hall.json")
+    return 0
+
+
+def _print_table(rows: list[dict], by: tuple[str, ...], *, per_case: bool = True) -> None:
     columns = (*by, "ratings", "l5", "l4", "l3", "l2", "l1", "good_rate", "bad_rate", "satisfaction",
-               "participation", "default_share", "excluded_invalid", "excluded_malicious", "excluded_listed")
+               *(("participation", "default_share") if per_case else ()),
+               "excluded_invalid", "excluded_malicious", "excluded_listed")
     print("\t".join(columns))
     for row in rows:
         print("\t".join("-" if row[c] is None else str(row[c]) for c in columns))
