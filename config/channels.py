@@ -10,7 +10,6 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
@@ -45,6 +44,8 @@ class WebSection(_Section):
     @field_validator("limit_per_address", "limit_per_case")
     @classmethod
     def _limit(cls, value: str) -> str:
+        from limits import parse_many  # ~0.1 s to import: only when a [web] section sets a limit
+
         try:
             rates = parse_many(value)
         except ValueError:
