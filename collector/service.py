@@ -7,6 +7,14 @@ only then acknowledges each MQTT message. A crash anywhere before the
 acknowledgement means the broker delivers the message again, and the store
 answers a rating it has seen exactly as the first time, so nothing is lost
 and nothing is stored twice.
+
+A commit that fails (disk I/O, disk full, a lock held too long) is tried again
+in place, with a growing wait. It is not left to the broker: Mosquitto
+redelivers only on a reconnect, which a healthy connection never makes, and
+the messages it holds unacknowledged (``max_inflight_messages``) would stop
+every other delivery. A message whose handling fails (a bug) is acknowledged
+without an answer for the same reason; its sender keeps it and sends it again
+(a terminal after ``sync.resend_after_s``, a business system until answered).
 """
 
 from __future__ import annotations
@@ -54,6 +62,11 @@ _JOIN_S = 30.0
 _STUCK_S = 60.0
 #: Seconds after start before the first default job (then collector.lifecycle_interval_s).
 _FIRST_LIFECYCLE_S = 10.0
+#: A failed commit is tried again after this many seconds, doubling up to _RETRY_MAX_S.
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 30.0
+#: sqlite3 errors that one message's handling causes (a bug), as opposed to the database's state.
+_MESSAGE_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.InterfaceError)
 
 Reply = tuple[str, bytes]
 
@@ -209,39 +222,47 @@ class Collector:
         return batch
 
     def _process(self, batch: list[_Queued]) -> None:
-        """Handle a batch in one transaction; answer and acknowledge only after COMMIT."""
-        assert self._store is not None
-        done: list[tuple[_Queued, list[Reply]]] = []
-        try:
-            with self._store.batch():
-                for item in batch:
-                    replies = self._handle_guarded(item)
-                    if replies is not None:
-                        done.append((item, replies))
-        except sqlite3.Error as err:
-            # Nothing was committed, so nothing is acknowledged: the broker
-            # delivers the batch again on the next connection.
-            log.error("could not commit %d message(s): %s; they will be delivered again", len(batch), err)
-            return
+        """Handle a batch in one transaction; answer and acknowledge only after COMMIT.
+
+        Nothing of a failed commit was stored or answered; the same batch is
+        tried again here until it commits or the collector is closed.
+        """
+        wait = _RETRY_FIRST_S
+        while True:
+            try:
+                done = self._commit(batch)
+                break
+            except sqlite3.Error as err:
+                log.error("could not commit %d message(s): %s; trying again in %.1f s", len(batch), err, wait)
+            if self._stop.wait(wait):
+                return  # closing: unacknowledged, the broker delivers them again after the restart
+            self._beat = time.monotonic()  # waiting on purpose, not hung
+            wait = min(wait * 2, _RETRY_MAX_S)
         for item, replies in done:
             self._answer(item, replies)
 
-    def _handle_guarded(self, item: _Queued) -> list[Reply] | None:
-        """The replies to one message, or None when it failed and must be redelivered."""
+    def _commit(self, batch: list[_Queued]) -> list[tuple[_Queued, list[Reply]]]:
+        assert self._store is not None
+        with self._store.batch():
+            return [(item, self._handle_guarded(item)) for item in batch]
+
+    def _handle_guarded(self, item: _Queued) -> list[Reply]:
+        """The replies to one message; none when handling it failed (then nothing of it is stored)."""
         assert self._store is not None
         try:
             with self._store.savepoint():
                 return self._handle(item)
-        except sqlite3.Error:
-            raise  # the database itself failed: the whole batch is redelivered
         except Exception as err:
+            if isinstance(err, sqlite3.Error) and not isinstance(err, _MESSAGE_ERRORS):
+                raise  # the database itself failed: the whole batch is tried again
             # The supervisor boundary for one message: a bug must neither stop
-            # the collector nor turn a rating into a wrong answer. The message
-            # stays unacknowledged; its content is not logged (it names people).
+            # the collector nor turn a rating into a wrong answer. Its content
+            # is not logged (it may name people).
             where = traceback.extract_tb(err.__traceback__)[-1]
-            log.error("processing a message on %s failed (%s at %s:%s); not acknowledged, it will be "
-                      "delivered again", item.incoming.topic, type(err).__name__, where.filename, where.lineno)
-            return None
+            log.error("processing a message on %s failed (%s at %s:%s); acknowledged without an answer, so "
+                      "its sender sends it again", item.incoming.topic, type(err).__name__, where.filename,
+                      where.lineno)
+            return []
 
     def _answer(self, item: _Queued, replies: list[Reply]) -> None:
         assert self._link is not None

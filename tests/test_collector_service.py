@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import stat
 import time
 import uuid
@@ -13,6 +14,7 @@ from unittest import mock
 
 import pytest
 
+from hcp.collector import chain as seal_module
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.service import Collector
 from hcp.collector.store import Store
@@ -206,44 +208,84 @@ def test_crash_between_commit_and_ack_gets_the_same_answer_after_restart(setup, 
         assert store.totals()["ratings"] == 2
 
 
-def test_a_bug_leaves_the_message_unacknowledged_and_unanswered(setup, terminal, caplog):
+def test_a_bug_is_answered_by_nothing_and_the_senders_resend_gets_it_stored(setup, terminal, caplog):
+    """A message whose handling fails is acknowledged without an answer: held unacknowledged, it would
+    take one of the broker's in-flight slots until a reconnect, and a hundred would stop all delivery.
+    The terminal keeps the unanswered rating and sends it again; once the bug is gone it is stored."""
     config, collector = setup
     start(collector, terminal)
     terminal.ask(T.cases, cases("c1", "c2"))
     unlucky = ratings(rating("c1", reasons=["X"]))
     real_ingest = Store.ingest_answers
 
-    def fail_once(store, device_id, message, received_at):
+    def fail_on_x(store, device_id, message, received_at):
         if message.ratings[0].reasons == ["X"]:
             raise RuntimeError("injected bug 110101199003071234")
         return real_ingest(store, device_id, message, received_at)
 
     with caplog.at_level(logging.ERROR, logger="hcp.collector"), \
-            mock.patch.object(Store, "ingest_answers", autospec=True, side_effect=fail_once):
-        terminal.send(T.rating("h1-w1"), unlucky)
+            mock.patch.object(Store, "ingest_answers", autospec=True, side_effect=fail_on_x):
+        for _ in range(3):  # 3 resends (a real terminal waits sync.resend_after_s between them)
+            terminal.send(T.rating("h1-w1"), unlucky)
         assert outcomes(terminal.ask(T.rating("h1-w1"), ratings(rating("c2")))) == ["accepted"]
+    assert caplog.text.count("acknowledged without an answer") == 3
     assert T.rating("h1-w1") in caplog.text and "RuntimeError" in caplog.text
     assert "110101199003071234" not in caplog.text
     collector.close()
-    with pytest.raises(queue.Empty):
-        terminal.answer(timeout=0.5)
-    # Unacknowledged, so the broker delivers it to the restarted collector.
+    with _store(collector) as store:
+        assert store.totals()["ratings"] == 1  # nothing of the failed message was stored
     again = Collector(config)
     try:
-        again.start()  # its session, subscriptions included, outlived the crash
+        again.start()
         assert again.wait_connected(WAIT_S)
-        # Other messages may come again first (their PUBACKs can race the close above):
-        # wait for the answer about the unlucky rating itself.
+        # Acknowledged, so the broker does not deliver it again (a PUBACK racing the close above may
+        # bring the cases message or the good rating back: their answers are the same as before).
         wanted = unlucky["ratings"][0]["rating_id"]
+        terminal.send(T.rating("h1-w1"), unlucky)  # the terminal's next resend, the bug now fixed
         answer = terminal.answer_on(T.ack("h1-w1"))
         while wanted not in [r["rating_id"] for r in answer["results"]]:
             answer = terminal.answer_on(T.ack("h1-w1"))
         assert outcomes(answer) == ["accepted"]
     finally:
         again.close()
+    with _store(again) as store:
+        assert store.totals()["ratings"] == 2
 
 
 def test_close_is_safe_twice_and_before_start(setup):
     _config, collector = setup
     collector.close()
     collector.close()
+
+
+def test_a_failed_commit_is_retried_in_place_and_a_backlog_does_not_stall(setup, terminal, broker, caplog):
+    """The broker holds at most max_inflight_messages (100) unacknowledged messages for the collector.
+    A commit that fails (disk I/O, a lock) while a backlog arrives must not leave them unacknowledged
+    until a reconnect that a healthy connection never makes: nothing more would ever be delivered."""
+    config, collector = setup
+    config = config.model_copy(update={"collector": config.collector.model_copy(update={"group_commit": 256})})
+    collector = Collector(config)
+    start(collector, terminal)
+    terminal.ask(T.cases, cases(*(f"c{n}" for n in range(150))))
+    collector.close()  # its persistent session queues what comes next
+    for n in range(150):
+        terminal.send(T.rating("h1-w1"), ratings(rating(f"c{n}")))
+    real_seal, failing_until = seal_module.seal, time.monotonic() + 1.5
+
+    def seal_failing_for_a_while(conn):
+        if time.monotonic() < failing_until:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_seal(conn)
+
+    again = Collector(config)
+    try:
+        with caplog.at_level(logging.ERROR, logger="hcp.collector"), \
+                mock.patch("hcp.collector.store.seal", side_effect=seal_failing_for_a_while):
+            again.start()
+            answered = [outcomes(terminal.answer_on(T.ack("h1-w1"), timeout=20)) for _ in range(150)]
+    finally:
+        again.close()
+    assert answered == [["accepted"]] * 150
+    assert "could not commit" in caplog.text and "disk I/O error" in caplog.text
+    with _store(again) as store:
+        assert store.totals()["ratings"] == 150
