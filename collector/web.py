@@ -7,14 +7,16 @@ so the database's unique claims decide between the window and the phone, in
 any process. A lock keeps the app's one connection to one request at a time;
 SQLite serialises writers anyway, and a hall's phones are few.
 
-Requests are counted (the limits package, sliding-window counters in memory)
-per client address, and per case once the receipt QR's signature checks out;
+Requests are counted (the limits package, a moving window in memory) per
+client address (an IPv6 client by its /64, which one subscriber holds whole),
+and per case once the receipt QR's signature checks out;
 over a budget the page answers 429 with Retry-After. Client addresses are
 counted, never logged.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import secrets
@@ -27,7 +29,7 @@ from urllib.parse import parse_qs
 
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -70,7 +72,9 @@ class RequestBudgets:
     """Requests counted per client address and per case; refusals are counted and logged once a minute."""
 
     def __init__(self, per_address: str, per_case: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        # A moving window counts exactly N in any 60 s (a fixed or sliding-counter window lets more
+        # through at a window's edge); it keeps at most N times per key, pruned as they expire.
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._rates = {"address": parse_many(per_address), "case": parse_many(per_case)}
         self._clock = clock
         self._lock = threading.Lock()
@@ -260,8 +264,14 @@ def create_app(page: RatingPage) -> Starlette:
 
 
 def _client(request: Request) -> str:
-    """The client's address: uvicorn puts a trusted proxy's X-Forwarded-For here (web.trusted_proxies)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address (uvicorn puts a trusted proxy's X-Forwarded-For here, web.trusted_proxies);
+    for IPv6 its /64: one subscriber gets a whole /64 and could otherwise take a new address per request."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else host
 
 
 def _too_many(over: Throttled) -> HTMLResponse:

@@ -97,3 +97,10 @@ def test_budget_mistakes_name_the_key(tmp_path, line, key, words):
     with pytest.raises(ConfigError) as err:
         load_config(CollectorConfig, path)
     assert f"key {key}" in str(err.value) and words in str(err.value)
+
+
+@pytest.mark.parametrize("running", [{"per_address": "2/minute", "trusted_proxies": ["127.0.0.1"]}], indirect=True)
+def test_an_ipv6_client_is_counted_by_its_64_so_rotating_addresses_does_not_help(running):
+    statuses = [get(running, page("C1"), {"X-Forwarded-For": f"2001:db8:1:2::{n:x}"})[0] for n in range(1, 4)]
+    assert statuses == [200, 200, 429]
+    assert get(running, page("C1"), {"X-Forwarded-For": "2001:db8:1:3::1"})[0] == 200  # another /64
