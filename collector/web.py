@@ -22,7 +22,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qs
@@ -41,6 +41,7 @@ from starlette.routing import Route
 from hcp.collector import webpage
 from hcp.collector.channels import CaseState, Channels, Entry
 from hcp.collector.store import Store
+from hcp.config.channels import DEFAULT_TRUSTED_PROXIES
 from hcp.domain import Channel, Kind, Outcome, now_cst
 from hcp.ui.exc import TokenError, TokenProblem
 from hcp.ui.receipt import verify
@@ -235,32 +236,25 @@ def create_app(page: RatingPage) -> Starlette:
 
     async def get_page(request: Request) -> Response:
         case_id = request.path_params["case_id"]
-        try:
-            page.budgets.take("address", _client(request))
-            return _html(*await run_in_threadpool(page.show, case_id, request.query_params.get("t", "")))
-        except Throttled as over:
-            return _too_many(over)
+        page.budgets.take("address", _client(request))
+        return _html(*await run_in_threadpool(page.show, case_id, request.query_params.get("t", "")))
 
     async def post_page(request: Request) -> Response:
-        try:
-            page.budgets.take("address", _client(request))
-        except Throttled as over:
-            return _too_many(over)
+        page.budgets.take("address", _client(request))
         body = await request.body()
         if len(body) > _MAX_BODY:
             return PlainTextResponse("too large", status_code=413)
         fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        try:
-            return _html(*await run_in_threadpool(page.submit, request.path_params["case_id"], fields))
-        except Throttled as over:
-            return _too_many(over)
+        return _html(*await run_in_threadpool(page.submit, request.path_params["case_id"], fields))
 
     async def health(_request: Request) -> Response:
         return PlainTextResponse("ok")
 
     routes = [Route("/r/{case_id}", get_page, methods=["GET"]), Route("/r/{case_id}", post_page, methods=["POST"]),
               Route("/healthz", health)]
-    return Starlette(routes=routes, middleware=[Middleware(GZipMiddleware, minimum_size=500)])
+    # Throttled, from the address budget here or a case's in the page, is answered 429 wherever it is raised.
+    return Starlette(routes=routes, middleware=[Middleware(GZipMiddleware, minimum_size=500)],
+                     exception_handlers={Throttled: _too_many})
 
 
 def _client(request: Request) -> str:
@@ -274,7 +268,8 @@ def _client(request: Request) -> str:
     return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else host
 
 
-def _too_many(over: Throttled) -> HTMLResponse:
+def _too_many(_request: Request, over: Exception) -> HTMLResponse:
+    assert isinstance(over, Throttled)
     wait = math.ceil(over.retry_after_s)
     response = _html(429, "请求过于频繁", webpage.message("请求过于频繁", f"请求过于频繁，请{wait}秒后再试。"))
     response.headers["Retry-After"] = str(wait)
@@ -296,12 +291,13 @@ def _html(status: int, title: str, body: str) -> HTMLResponse:
 class WebServer:
     """uvicorn serving the page in a background thread; ``close()`` stops it and is safe twice."""
 
-    def __init__(self, app: Starlette, host: str, port: int, trusted_proxies: list[str] | None = None) -> None:
+    def __init__(self, app: Starlette, host: str, port: int,
+                 trusted_proxies: Sequence[str] = DEFAULT_TRUSTED_PROXIES) -> None:
         import uvicorn
 
-        # X-Forwarded-For is believed from these proxies only (default: loopback); uvicorn then gives the
-        # client's address as request.client. Empty: the header is never believed.
-        trusted = ["127.0.0.1", "::1"] if trusted_proxies is None else trusted_proxies
+        # X-Forwarded-For is believed from these proxies only; uvicorn then gives the client's address
+        # as request.client. Empty: the header is never believed.
+        trusted = list(trusted_proxies)
         self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                                      access_log=False, lifespan="off", proxy_headers=bool(trusted),
                                                      forwarded_allow_ips=trusted or None))

@@ -12,6 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+#: Reverse proxies believed by default: one on the same host.
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,7 +39,7 @@ class WebSection(_Section):
         "form takes two or three). Counted only after the QR's signature checks out, so nobody can use up "
         "another citizen's case with made-up links.", examples=["20/minute"])
     trusted_proxies: list[str] = Field(
-        ["127.0.0.1", "::1"], description="Addresses or networks of reverse proxies in front of the page "
+        list(DEFAULT_TRUSTED_PROXIES), description="Addresses or networks of reverse proxies in front of the page "
         "whose X-Forwarded-For names the client; from any other address the header is ignored, so a "
         "client cannot dodge its limit by writing one. Empty: trust no proxy.",
         examples=[["127.0.0.1", "10.20.0.0/24"]])

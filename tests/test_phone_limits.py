@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from datetime import timedelta
 from email.message import Message
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hcp.collector.web import PageSettings, RatingPage, WebServer, create_app
+from hcp.config.channels import DEFAULT_TRUSTED_PROXIES
 from hcp.config.schema import CollectorConfig, load_config
 from hcp.exc import ConfigError
 from hcp.ui.receipt import make_token
@@ -21,7 +23,7 @@ CONFIG = Path(__file__).parent.parent / "config"
 
 
 def serve(tmp_path: Path, *, per_address: str = "1000/minute", per_case: str = "1000/minute",
-          trusted_proxies: list[str] | None = None) -> tuple[WebServer, object]:
+          trusted_proxies: Sequence[str] = DEFAULT_TRUSTED_PROXIES) -> tuple[WebServer, object]:
     store = open_store(tmp_path)
     store.add_cases([case("C1"), case("C2")], NOW)
     settings = PageSettings(RECEIPT_KEY, limit_per_address=per_address, limit_per_case=per_case)
