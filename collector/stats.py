@@ -82,15 +82,15 @@ def compute(conn: sqlite3.Connection, profile: Profile, by: Sequence[str], *, st
             continue
         tally.levels[score] += 1
         tally.defaults += channel == Channel.SYSTEM_DEFAULT.value
-    if kind is Kind.HALL:
-        return [{**dict(zip(by, key, strict=True)),
-                 **{k: v for k, v in tallies[key].row(profile).items() if k not in _PER_CASE}}
-                for key in sorted(tallies, key=_order)]
-    for hall, window, clerk, item, day, rated in conn.execute(_CASES, (*span, profile.failed_intake_ratable)):
-        tally = tallies[_group(by, hall, window, clerk, item, day)]
-        tally.completed += 1
-        tally.rated += rated
-    return [{**dict(zip(by, key, strict=True)), **tallies[key].row(profile)} for key in sorted(tallies, key=_order)]
+    if kind is Kind.SERVICE:
+        for hall, window, clerk, item, day, rated in conn.execute(_CASES, (*span, profile.failed_intake_ratable)):
+            tally = tallies[_group(by, hall, window, clerk, item, day)]
+            tally.completed += 1
+            tally.rated += rated
+    dropped = () if kind is Kind.SERVICE else _PER_CASE
+    return [{**dict(zip(by, key, strict=True)),
+             **{k: v for k, v in tallies[key].row(profile).items() if k not in dropped}}
+            for key in sorted(tallies, key=_order)]
 
 
 def _order(key: tuple) -> tuple:
