@@ -304,13 +304,13 @@ class Agent:
         except ProtocolError as err:
             log.warning("malformed ack ignored: %s", err)
             return
-        if ack.error:
-            log.warning("collector reported an error: %s", ack.error)
         try:
-            results = self.syncer.on_ack(ack)
+            results = self.syncer.on_ack(ack)  # logs a message-level error
         except SyncError as err:
             log.error("cannot settle an ack: %s", err)
             return
+        if not results:
+            return  # a refusal is not progress: the ratings are still waiting
         self._last_progress = time.monotonic()
         self._last_ack_at = self.clock.now()
         for result in results:
@@ -433,6 +433,8 @@ class Agent:
             fault = getattr(frontend, "fault", None)
             if fault:
                 return StatusLight.FAULT, f"{type(frontend).__name__}: {fault}"
+        if self.syncer.refused:
+            return StatusLight.FAULT, f"collector refuses ratings ({self.syncer.refused}); {depth} ratings kept"
         if not self.link.connected:
             return StatusLight.OFFLINE, f"link down; {depth} ratings waiting"
         stalled = time.monotonic() - self._last_progress > 2 * self.config.sync.resend_after_s

@@ -29,8 +29,8 @@ from hcp.domain import Channel, Intake, Kind, Outcome, china_date, utc_text
 ENTRY_CHANNELS = (Channel.QR, Channel.PAPER, Channel.HOTLINE, Channel.SMS, Channel.APP, Channel.WEB,
                   Channel.KIOSK)
 MAX_TEXT = 500
-_REF = re.compile(r"^[A-Za-z0-9._-]{1,48}$")
-_PHONE = re.compile(r"^\+?[0-9]{6,15}$")
+_REF = re.compile(r"[A-Za-z0-9._-]{1,48}")
+_PHONE = re.compile(r"\+?[0-9]{6,15}")
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class Channels:
             return "rated_at: needs a time zone (e.g. +08:00)"
         if entry.rated_at > received_at + timedelta(minutes=5):
             return f"rated_at: {entry.rated_at.isoformat()} is in the future"
-        if entry.ref and not _REF.match(entry.ref):
+        if entry.ref and not _REF.fullmatch(entry.ref):
             return f"ref: {entry.ref!r} is not 1-48 of A-Z a-z 0-9 . _ -"
         if len(entry.text) > MAX_TEXT:
             return f"text: {len(entry.text)} characters; at most {MAX_TEXT}"
@@ -187,7 +187,7 @@ class Contacts:
     def add(self, case_id: str, phone: str) -> bool:
         """Keep ``phone`` for ``case_id``; False when the case already has one (kept unchanged)."""
         phone = phone.strip().replace(" ", "").replace("-", "")
-        if not _PHONE.match(phone):
+        if not _PHONE.fullmatch(phone):
             raise ValueError("phone: expected 6-15 digits, optionally after +")
         nonce = os.urandom(12)
         sealed = nonce + self._cipher.encrypt(nonce, phone.encode(), case_id.encode())

@@ -31,3 +31,7 @@ class Refused(CollectorError, ValueError):
 
 class NotFound(CollectorError, LookupError):
     """A follow-up, appeal or rating id that is not in the store."""
+
+
+class MessageRefused(CollectorError, ValueError):
+    """A message taken as a whole or not at all (unregistered sender, wrong envelope); its sender keeps it."""

@@ -68,7 +68,8 @@ def _judge_cases(kind: str, case_ids: Sequence[str], day: date, device_id: str, 
     if missing:
         return Verdict(Outcome.PENDING, f"waiting for case record(s) {', '.join(missing)}", missing=missing)
     rows = [cases[c] for c in unique]
-    problem = _case_problem(kind, rows, device_id, device_hall, profile) or _period_problem(kind, rows, day, profile)
+    problem = (_case_problem(kind, rows, device_id, device_hall, profile) or _early_problem(rows, day, profile)
+               or _period_problem(kind, rows, day, profile))
     if problem:
         return _rejected(problem)
     keys = hall_keys(rows, day, profile) if kind == _HALL else service_keys(rows, profile)
@@ -85,6 +86,8 @@ def _judge_one_service(case_id: str, day: date, device_id: str, device_hall: str
     # a backlog asks this once per rating. The messages come from those functions.
     if (row.intake == _FAILED and not profile.failed_intake_ratable) or row.hall_id != device_hall:
         return _rejected(_case_problem(_SERVICE, (row,), device_id, device_hall, profile))
+    if day < _first_day(row.completed_at, profile.rated_at_tolerance_days):
+        return _rejected(_early_problem((row,), day, profile))
     days = profile.default_after_days
     if days is not None and day > _last_day(row.completed_at, days):
         return _rejected(_period_problem(_SERVICE, (row,), day, profile))
@@ -116,6 +119,24 @@ def last_rating_day(completed_at: str, profile: Profile) -> date | None:
 def _last_day(completed_at: str, days: int) -> date:
     # A pure function of two values, asked once per rating: a backlog rates the same cases' days again and again.
     return china_date(datetime.fromisoformat(completed_at)) + timedelta(days=days)
+
+
+@lru_cache(maxsize=65536)
+def _first_day(completed_at: str, tolerance_days: int) -> date:
+    """The earliest China day a rating of a case completed at ``completed_at`` may count on."""
+    return china_date(datetime.fromisoformat(completed_at)) - timedelta(days=tolerance_days)
+
+
+def _early_problem(rows: Sequence[CaseRow], day: date, profile: Profile) -> str:
+    # A rating cannot be made before its case was completed: a date that says so is a wrong clock or a
+    # made-up date (one that would also dodge the once-a-day rule), never taken at its word.
+    tolerance = profile.rated_at_tolerance_days
+    for row in rows:
+        if day < _first_day(row.completed_at, tolerance):
+            completed = china_date(datetime.fromisoformat(row.completed_at))
+            return (f"rated_at: counts on {day}, but case {row.case_id} was completed on {completed}; a rating "
+                    f"cannot precede its case (clock tolerance {tolerance} day(s))")
+    return ""
 
 
 def _period_problem(kind: str, rows: Sequence[CaseRow], day: date, profile: Profile) -> str:

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hcp.collector.channels import Contacts
+from hcp.collector.exc import MessageRefused
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Answer, Store
@@ -296,17 +297,25 @@ class Collector:
     def _on_rating(self, device_id: str, item: _Queued) -> list[Reply]:
         assert self._store is not None
         payload = item.incoming.payload
+        ack = self.topics.ack(device_id)
         try:
             message: AnyRatingMessage | None = decode_rating_message(payload)
-            rejected, error = [], None
+            rejected, error, first = [], None, None
         except ProtocolError as err:
             log.warning("rating message on %s: %s", item.incoming.topic, err)
             found = triage(payload, err)
-            message, error = found.message, found.error
+            message, error, first = found.message, found.error, found.first_rating_id
             rejected = [(r.rating_id, r.outcome, r.reason) for r in found.rejected]
-        answers = self._store.ingest_answers(device_id, message, item.received_at) if message else []
+        if message is None:
+            return [(ack, encode_ack(rejected, error, first))]
+        try:
+            answers = self._store.ingest_answers(device_id, message, item.received_at)
+        except MessageRefused as refused:
+            # Nothing of it is stored or answered: the terminal keeps every rating and alarms.
+            log.warning("rating message on %s refused: %s", item.incoming.topic, refused)
+            return [(ack, encode_ack([], str(refused), message.ratings[0].rating_id))]
         self._log_rejections(device_id, answers)
-        return [(self.topics.ack(device_id), encode_ack([*answers, *rejected], error))]
+        return [(ack, encode_ack([*answers, *rejected], error))]
 
     @staticmethod
     def _log_rejections(device_id: str, answers: list[Answer]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import sqlite_utils
 
 from hcp.collector.chain import seal
-from hcp.collector.exc import StoreError, UnknownDevice
+from hcp.collector.exc import MessageRefused, StoreError, UnknownDevice
 from hcp.collector.fleet import clock_reference, fleet_rows, placed_at, record_fleet_status
 from hcp.collector.followup import open_followups, open_followups_for
 from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
@@ -42,7 +42,7 @@ from hcp.protocol import IDENT_CHARS, AckResult, CaseRecord, CaseResult, StatusM
 _WINDOW = Channel.WINDOW.value
 _ACCEPTED = Outcome.ACCEPTED
 _CST_OFFSET = timedelta(hours=8)
-_IDENT = re.compile(f"^[{IDENT_CHARS}]{{1,64}}$")
+_IDENT = re.compile(f"[{IDENT_CHARS}]{{1,64}}")
 _CASE_COLUMNS = ("case_id, hall_id, window_id, item_code, item_name, clerk_id, intake, batch_id, "
                  "applicant_key, completed_at")
 #: SQLite page cache of the store's connection, in KiB.
@@ -165,7 +165,7 @@ class Store:
     def register_device(self, device_id: str, hall_id: str, window_id: str) -> None:
         """Register a terminal, or move it to another hall or window."""
         for name, value in (("device_id", device_id), ("hall_id", hall_id), ("window_id", window_id)):
-            if not _IDENT.match(value):
+            if not _IDENT.fullmatch(value):
                 raise ValueError(f"{name}: {value!r} is not 1-64 of A-Z a-z 0-9 . _ : -")
         with self._unit():
             self._conn.execute(
@@ -412,51 +412,68 @@ class _Ingest:
         self.message = message
         self.received_at = received_at
         self.received = _ts(received_at)
-        self.received_day = china_date(received_at)
+        #: A synced rating dated after this is not taken at its word (docs/protocol.md, "Dates").
+        self.latest = received_at + timedelta(days=store.profile.rated_at_tolerance_days)
         self.links: dict[str, str] = {}  # clerk-button rating id -> the case linked to it
 
     def run(self) -> list[Answer]:
         ratings = self.message.ratings
         store = self.store
-        seen = store._answers(r.rating_id for r in ratings)
         device = store.device(self.device_id)
         identity = self._identity_problem(device)
         if identity:
-            return [self._again(r.rating_id, *seen[r.rating_id]) if r.rating_id in seen
-                    else (r.rating_id, Outcome.REJECTED, identity) for r in ratings]
-        fresh = [r for r in ratings if r.rating_id not in seen] if seen else ratings
+            raise MessageRefused(identity)
+        assert device is not None
+        unique, conflicts = _first_copies(ratings)
+        seen = store._answers(unique)
+        fresh = [r for r in unique.values() if r.rating_id not in seen] if seen else list(unique.values())
         self.links = self._link_buttons(fresh, device)
         cases = store._cases({c for r in fresh for c in r.case_ids} | set(self.links.values()))
-        # Keyed by rating id: should one id come twice in a message, the last copy decides, as it always did.
-        days = {r.rating_id: self._day(r) for r in fresh}
-        verdicts = {r.rating_id: self._verdict(r, days[r.rating_id], device, cases) for r in fresh}
-        claimer = _Claimer(store._claims({k for v in verdicts.values() for k in v.keys}))
+        judged = {r.rating_id: self._judge(r, device, cases, conflicts) for r in fresh}
+        claimer = _Claimer(store._claims({k for j in judged.values() for k in j[1].keys}))
         answers: dict[str, Answer] = {}
         rows, pending = [], []
         received, device_id, hall_id, window_id = self.received, self.device_id, device.hall_id, device.window_id
-        for rating in ratings:
-            rating_id = rating.rating_id
-            if rating_id in answers:
-                continue
+        for rating_id, rating in unique.items():
             if rating_id in seen:
                 answers[rating_id] = self._again(rating_id, *seen[rating_id])
                 continue
-            verdict = verdicts[rating_id]
+            rated, verdict, day = judged[rating_id]
             outcome, reason = claimer.decide(rating_id, verdict)
             answers[rating_id] = (rating_id, outcome, reason)
+            if not rated:
+                continue  # a value the store cannot hold: answered rejected, nothing stored
             # Plain str and int, not the enum and bool: sqlite3 binds a subclass through its adapter
             # lookup, two failed attribute lookups that cost as much as the rest of the row.
             # Case ids need no JSON escaping (the protocol allows A-Z a-z 0-9 . _ : - only); reasons may.
             rows.append((rating_id, device_id, rating.seq, str(rating.kind), _WINDOW,
                          '["' + '","'.join(rating.case_ids) + '"]' if rating.case_ids else "[]",
-                         rating.score, utc_text(rating.rated_at), int(rating.clock_synced), received,
-                         days[rating_id].isoformat(), json_list(rating.reasons) if rating.reasons else "[]",
+                         rating.score, rated, int(rating.clock_synced), received,
+                         day, json_list(rating.reasons) if rating.reasons else "[]",
                          rating.prompt_id, hall_id,
                          window_id, rating.clerk_id, rating.item_code, str(outcome), reason))
             if verdict.missing:
                 pending += [(case_id, rating_id) for case_id in verdict.missing]
         self._write(rows, claimer.new, pending)
+        # Every copy of a rating id is answered, each with the one answer the id got.
         return [answers[r.rating_id] for r in ratings]
+
+    def _judge(self, rating: AnyRating, device: Device, cases: dict[str, CaseRow],
+               conflicts: set[str]) -> tuple[str, Verdict, str]:
+        """(rated_at as stored, verdict, China day) of one rating; rated_at '' when the rating cannot be stored.
+
+        One rating's failure is that rating's answer: it must never leave the
+        other ratings of its message unanswered.
+        """
+        rating_id = rating.rating_id
+        try:
+            rated, day = utc_text(rating.rated_at), self._day(rating)
+            if rating_id in conflicts:
+                return rated, Verdict(Outcome.REJECTED, f"rating_id {rating_id}: sent more than once in one message "
+                                                        "with different content; no copy counts"), day.isoformat()
+            return rated, self._verdict(rating, day, device, cases), day.isoformat()
+        except (OverflowError, ValueError) as err:
+            return "", Verdict(Outcome.REJECTED, f"rating {rating_id}: a value is out of range ({err})"), ""
 
     def _link_buttons(self, ratings: Sequence[AnyRating], device: Device | None) -> dict[str, str]:
         """rating_id → case_id for clerk-button ratings (no case id) that have a case to link to now."""
@@ -485,8 +502,11 @@ class _Ingest:
             return rating_id, Outcome.REJECTED, f"rating_id {rating_id} was already sent by another device"
         return rating_id, outcome, reason
 
-    def _verdict(self, rating: AnyRating, day: date, device: Device | None, cases: dict[str, CaseRow]) -> Verdict:
-        assert device is not None  # _identity_problem said it is registered
+    def _verdict(self, rating: AnyRating, day: date, device: Device, cases: dict[str, CaseRow]) -> Verdict:
+        if rating.clock_synced and rating.rated_at > self.latest:
+            return Verdict(Outcome.REJECTED, f"rated_at: {rating.rated_at.isoformat()} is more than "
+                           f"{self.store.profile.rated_at_tolerance_days} day(s) after the collector's clock "
+                           f"({self.received_at.isoformat()}); a rating cannot be made in the future")
         if rating.hall_id is not None and rating.hall_id != device.hall_id:
             return Verdict(Outcome.REJECTED, f"hall_id {rating.hall_id} does not match device {device.device_id}'s "
                                              f"registration in hall {device.hall_id}")
@@ -559,6 +579,17 @@ SELECT r.rowid, json_object(
 FROM ratings r JOIN rating_outcomes o USING (rating_id) LEFT JOIN rating_links l USING (rating_id)
 WHERE r.rowid > ? ORDER BY r.rowid LIMIT ?
 """
+
+
+def _first_copies(ratings: Sequence[AnyRating]) -> tuple[dict[str, AnyRating], set[str]]:
+    """The first copy of each rating id in message order, and the ids whose copies differ."""
+    unique: dict[str, AnyRating] = {}
+    conflicts: set[str] = set()
+    for rating in ratings:
+        kept = unique.setdefault(rating.rating_id, rating)
+        if kept is not rating and kept != rating:
+            conflicts.add(rating.rating_id)
+    return unique, conflicts
 
 
 def _linked(record: dict) -> list[str]:

@@ -3,8 +3,15 @@
 One bad rating (a score of 6 from a buggy terminal) must not cost the 499
 good ones travelling with it: the terminal forgets every rating it gets an
 answer for. So the good ratings are taken on, each bad one is answered
-``rejected`` with the field at fault, and only a message whose ratings
-cannot be told apart is answered with a message-level ``error``.
+``rejected`` with the field at fault (it can never count), and only a
+message whose ratings cannot be told apart is answered with a message-level
+``error``.
+
+A wrong *envelope* (a newer protocol version, too many ratings, a payload
+over the size limit, a bad ``device_id``) says nothing against the ratings
+inside: they could count once sent right. Such a message gets an ``error``
+and no results at all, so the terminal keeps every rating of it (and splits
+an oversized batch); ``first_rating_id`` tells it which message it was.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from hcp.domain import Outcome
 from hcp.exc import ProtocolError
 from hcp.protocol import RATING_ID_CHARS, AckResult, Rating, RatingMessage, decode
 
-_RATING_ID = re.compile(f"^[{RATING_ID_CHARS}]{{16,64}}$")
+_RATING_ID = re.compile(f"[{RATING_ID_CHARS}]{{16,64}}")
+#: An unparsed payload (over the size limit, say) is searched this far for the first rating id.
+_HEAD_BYTES = 4096
+_FIRST_ID = re.compile(rb'"rating_id"\s*:\s*"([' + RATING_ID_CHARS.encode() + rb']{16,64})"')
 
 
 @dataclass
@@ -27,16 +37,19 @@ class Triage:
     message: RatingMessage | None = None
     rejected: list[AckResult] = field(default_factory=list)
     error: str | None = None
+    #: With an envelope error: the first rating id that could be read, naming the message to its sender.
+    first_rating_id: str | None = None
 
 
 def triage(payload: bytes, err: ProtocolError) -> Triage:
     """Split ``payload``, which ``decode`` refused with ``err``, into what can be answered."""
     if err.field == "payload":  # too large, not JSON, not an object: nothing can be read
-        return Triage(error=str(err))
+        found = _FIRST_ID.search(payload[:_HEAD_BYTES])
+        return Triage(error=str(err), first_rating_id=found.group(1).decode() if found else None)
     data = json.loads(payload)
     entries = data.get("ratings")
     if not isinstance(entries, list) or not err.field.startswith("ratings["):
-        return _refuse_all(entries, str(err))
+        return _envelope(entries, str(err))
     good, result = [], Triage()
     for index, entry in enumerate(entries):
         try:
@@ -48,7 +61,7 @@ def triage(payload: bytes, err: ProtocolError) -> Triage:
         try:
             result.message = decode(RatingMessage, json.dumps({**data, "ratings": good}))
         except ProtocolError as envelope:
-            return _refuse_all(entries, str(envelope))
+            return _envelope(entries, str(envelope))
     return result
 
 
@@ -61,13 +74,12 @@ def _answer_bad(result: Triage, index: int, entry: object, bad: ProtocolError) -
         result.error = reason
 
 
-def _refuse_all(entries: object, reason: str) -> Triage:
-    """The envelope is wrong: every rating whose id can be read gets that reason."""
-    ids = [i for i in map(_readable_id, entries if isinstance(entries, list) else []) if i]
-    results = [AckResult(rating_id=i, outcome=Outcome.REJECTED, reason=reason) for i in dict.fromkeys(ids)]
-    return Triage(rejected=results, error=None if results else reason)
+def _envelope(entries: object, reason: str) -> Triage:
+    """The envelope is wrong: nothing is taken or answered, and the error names the message by its first id."""
+    ids = (i for i in map(_readable_id, entries if isinstance(entries, list) else []) if i)
+    return Triage(error=reason, first_rating_id=next(ids, None))
 
 
 def _readable_id(entry: object) -> str | None:
     rating_id = entry.get("rating_id") if isinstance(entry, dict) else None
-    return rating_id if isinstance(rating_id, str) and _RATING_ID.match(rating_id) else None
+    return rating_id if isinstance(rating_id, str) and _RATING_ID.fullmatch(rating_id) else None

@@ -80,6 +80,10 @@ class Profile(BaseModel):
         "empty when the region states none.")
     default_level: int | None = Field(
         None, ge=1, le=5, description="The level an unrated case defaults to.")
+    rated_at_tolerance_days: int = Field(
+        1, ge=0, le=30, description="Clock tolerance for a rating's date: a rating dated more than this many days "
+        "after the collector's clock, or on a China day more than this many days before its case's completion "
+        "day, is rejected (docs/protocol.md, 'Dates').", examples=[1])
     button_link_minutes: int = Field(
         30, ge=1, description="A clerk-button prompt with no case id links to the case completed at "
         "that window closest in time, within this many minutes.")

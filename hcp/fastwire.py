@@ -29,9 +29,13 @@ import msgspec
 
 from hcp.domain import Kind
 from hcp.protocol import (
+    EARLIEST,
     IDENT_CHARS,
+    LATEST,
     MAX_PAYLOAD_BYTES,
     MAX_RATINGS_PER_MESSAGE,
+    MAX_SEQ,
+    MAX_UPTIME_S,
     RATING_ID_CHARS,
     Rating,
     RatingMessage,
@@ -56,7 +60,7 @@ class WireRating(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """hcp.protocol.Rating, as msgspec decodes it: the same fields, names and constraints."""
 
     rating_id: _RatingId
-    seq: Annotated[int, msgspec.Meta(ge=1)]
+    seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
     kind: Kind
     case_ids: Annotated[list[_Ident], msgspec.Meta(max_length=50)]
     score: Annotated[int, msgspec.Meta(ge=1, le=5)]
@@ -69,7 +73,7 @@ class WireRating(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     item_code: _Ident | None = None
     reasons: Annotated[list[_Reason], msgspec.Meta(max_length=20)] = msgspec.field(default_factory=list)
     boot_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    uptime_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    uptime_s: Annotated[float, msgspec.Meta(ge=0, le=MAX_UPTIME_S)] | None = None
 
 
 class WireRatingMessage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -90,6 +94,7 @@ class _AckMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     v: int
     results: list[_AckResult]
     error: str | None = None
+    first_rating_id: str | None = None
 
 
 _decoder = msgspec.json.Decoder(WireRatingMessage)
@@ -108,7 +113,7 @@ def decode_rating_message(payload: bytes) -> AnyRatingMessage:
         except (msgspec.MsgspecError, UnicodeDecodeError):
             pass  # the reference decides, and names the field
         else:
-            if _ids_ok(message):
+            if _ids_ok(message) and _times_ok(message):
                 return message
     return decode(RatingMessage, payload)
 
@@ -123,6 +128,13 @@ def _ids_ok(message: WireRatingMessage) -> bool:
             is not None)
 
 
-def encode_ack(results: Iterable[tuple[str, str, str]], error: str | None = None) -> bytes:
+def _times_ok(message: WireRatingMessage) -> bool:
+    """Every rated_at of ``message`` lies within the protocol's bounds (msgspec cannot bound a datetime)."""
+    return all(EARLIEST <= r.rated_at < LATEST for r in message.ratings)
+
+
+def encode_ack(results: Iterable[tuple[str, str, str]], error: str | None = None,
+               first_rating_id: str | None = None) -> bytes:
     """An AckMessage (``{"v":1,"results":[…]}``) for ``(rating_id, outcome, reason)`` answers."""
-    return _encoder.encode(_AckMessage(v=1, results=[_AckResult(*answer) for answer in results], error=error))
+    return _encoder.encode(_AckMessage(v=1, results=[_AckResult(*answer) for answer in results], error=error,
+                                       first_rating_id=first_rating_id))

@@ -35,7 +35,7 @@ from hcp.protocol import IDENT_CHARS
 
 #: Identities the ACL gives rights beyond one device's topics.
 SERVICE_NAMES = frozenset({"collector", "business", "operator"})
-_NAME = re.compile(f"^[{IDENT_CHARS}]{{1,64}}$")
+_NAME = re.compile(f"[{IDENT_CHARS}]{{1,64}}")
 _CA_DAYS = 20 * 365
 _CRL_DAYS = 365
 
@@ -144,7 +144,7 @@ class Pki:
         return self._issue_client(name, "service", days)
 
     def _issue_client(self, name: str, kind: str, days: int) -> Path:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise PkiError(f"{name!r}: expected 1-64 of A-Z a-z 0-9 . _ : -")
         index = self._index()
         if any(e["name"] == name and not e.get("revoked_at") for e in index.values()):

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from hcp.domain import Intake, Kind, Outcome
 from hcp.exc import ProtocolError
@@ -25,12 +34,39 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 #: At most this many ratings travel in one rating message.
 MAX_RATINGS_PER_MESSAGE = 1000
 
+#: The bounds of every number and time on the wire (docs/protocol.md, "Bounds"): what the collector
+#: stores fits a 64-bit integer, and every time can be converted to any offset without overflow.
+MAX_SEQ = 2**63 - 1
+MAX_UPTIME_S = 1e9  # about 31 years
+MAX_COUNT = 2**31 - 1
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
 #: The characters of an id (device, hall, window, case, …), and of a rating id: regex character-class bodies.
 IDENT_CHARS = "A-Za-z0-9._:-"
 RATING_ID_CHARS = "0-9a-fA-F-"
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=f"^[{IDENT_CHARS}]+$")]
 Text = Annotated[str, StringConstraints(max_length=200)]
+
+
+def _exact_version(value: object) -> object:
+    # JSON true and 1.0 equal 1 in Python, and Literal[1] would take them: a version is the integer 1.
+    if type(value) is not int:
+        raise ValueError(f"protocol version must be the integer {PROTOCOL_VERSION}")
+    return value
+
+
+def _in_range(moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"must lie from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} (UTC)")
+    return moment
+
+
+#: The protocol version field of every message.
+Version = Annotated[Literal[1], BeforeValidator(_exact_version)]
+#: An RFC 3339 time with an offset, within EARLIEST..LATEST.
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
 class _Message(BaseModel):
@@ -41,11 +77,11 @@ class Rating(_Message):
     """One rating as the terminal sends it."""
 
     rating_id: Annotated[str, StringConstraints(min_length=16, max_length=64, pattern=f"^[{RATING_ID_CHARS}]+$")]
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_SEQ)
     kind: Kind
     case_ids: list[Ident] = Field(max_length=50)
     score: int = Field(ge=1, le=5)
-    rated_at: AwareDatetime
+    rated_at: Moment
     clock_synced: bool
     prompt_id: Ident | None = None
     hall_id: Ident | None = None
@@ -55,13 +91,13 @@ class Rating(_Message):
     reasons: list[Annotated[str, StringConstraints(min_length=1, max_length=40)]] = Field(
         default_factory=list, max_length=20)
     boot_id: Annotated[str, StringConstraints(max_length=64)] | None = None
-    uptime_s: float | None = Field(default=None, ge=0)
+    uptime_s: float | None = Field(default=None, ge=0, le=MAX_UPTIME_S, allow_inf_nan=False)
 
 
 class RatingMessage(_Message):
     """``{prefix}/dev/{device_id}/rating``: terminal to collector, QoS 1."""
 
-    v: Literal[1]
+    v: Version
     device_id: Ident
     ratings: list[Rating] = Field(min_length=1, max_length=MAX_RATINGS_PER_MESSAGE)
 
@@ -77,45 +113,49 @@ class AckResult(_Message):
 class AckMessage(_Message):
     """``{prefix}/dev/{device_id}/ack``: collector to terminal, QoS 1."""
 
-    v: Literal[1]
+    v: Version
     results: list[AckResult] = Field(default_factory=list)
+    #: A message-level error: the message could not be taken, and nothing in it was stored or answered.
     error: str | None = None
+    #: With ``error``: the first rating id the collector could read in that message, so that a terminal
+    #: with several messages in flight knows which one it was.
+    first_rating_id: str | None = None
 
 
 class PromptMessage(_Message):
     """``{prefix}/dev/{device_id}/prompt``: the clerk's trigger, from the business system."""
 
-    v: Literal[1]
+    v: Version
     prompt_id: Ident
     case_ids: list[Ident] = Field(min_length=1, max_length=50)
     item_code: Ident
     item_name: Text
     clerk_id: Ident
     clerk_name: Text | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
 
 
 class StatusMessage(_Message):
     """``{prefix}/dev/{device_id}/status``: retained; the last will says offline."""
 
-    v: Literal[1]
+    v: Version
     device_id: Ident
     state: Literal["online", "offline"]
     version: str = ""
-    outbox_depth: int | None = None
-    oldest_unsent_at: AwareDatetime | None = None
+    outbox_depth: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    oldest_unsent_at: Moment | None = None
     clock_synced: bool | None = None
-    at: AwareDatetime | None = None
+    at: Moment | None = None
     boot_id: Annotated[str, StringConstraints(max_length=64)] | None = None
-    uptime_s: float | None = Field(default=None, ge=0)
-    settings_version: int | None = Field(default=None, ge=0)
+    uptime_s: float | None = Field(default=None, ge=0, le=MAX_UPTIME_S, allow_inf_nan=False)
+    settings_version: int | None = Field(default=None, ge=0, le=MAX_COUNT)
 
 
 class SettingsMessage(_Message):
     """``{prefix}/dev/{device_id}/config``: retained, operator to terminal; absent fields stay as they are."""
 
-    v: Literal[1]
-    version: int = Field(ge=1)
+    v: Version
+    version: int = Field(ge=1, le=MAX_COUNT)
     prompt_timeout_s: float | None = Field(default=None, gt=0, le=3600)
     response_interval_s: float | None = Field(default=None, ge=0, le=60)
     volume: float | None = Field(default=None, ge=0, le=1)
@@ -136,13 +176,13 @@ class CaseRecord(_Message):
     applicant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     #: The applicant's mobile number, only for the reminder SMS; the collector keeps it encrypted.
     applicant_phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{6,15}$")] | None = None
-    completed_at: AwareDatetime
+    completed_at: Moment
 
 
 class CasesMessage(_Message):
     """``{prefix}/cases``: business system to collector."""
 
-    v: Literal[1]
+    v: Version
     cases: list[CaseRecord] = Field(min_length=1, max_length=MAX_RATINGS_PER_MESSAGE)
 
 
@@ -157,7 +197,7 @@ class CaseResult(_Message):
 class CasesAckMessage(_Message):
     """``{prefix}/cases/ack``: collector to business system."""
 
-    v: Literal[1]
+    v: Version
     results: list[CaseResult] = Field(default_factory=list)
     error: str | None = None
 
@@ -192,8 +232,10 @@ def _protocol_error(err: ValidationError) -> ProtocolError:
         return ProtocolError("payload", "must be a JSON object")
     if first["type"] == "extra_forbidden":
         return ProtocolError(field, "unknown field")
-    if first["type"] == "literal_error" and field == "v":
-        return ProtocolError("v", f"protocol version must be {PROTOCOL_VERSION}")
+    if first["type"] in ("literal_error", "value_error") and field == "v":
+        return ProtocolError("v", f"protocol version must be the integer {PROTOCOL_VERSION}")
+    if first["type"] == "value_error":  # our own validators: their message without pydantic's "Value error, "
+        return ProtocolError(field, str(first.get("ctx", {}).get("error", first["msg"])))
     return ProtocolError(field, first["msg"])
 
 

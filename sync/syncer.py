@@ -6,6 +6,14 @@ collector stored it. Everything not acked is sent again after a reconnect or
 a timeout; the collector answers repeats with ``duplicate``, so resending is
 always safe.
 
+A message the collector refuses as a whole (an ack with an ``error`` and no
+results, naming the message by ``first_rating_id``: a newer protocol version,
+too many ratings, an unregistered terminal) leaves every rating of it in the
+outbox. The syncer splits such a message in two and sends the halves, so a
+batch too large for the collector finds a size that passes, keeps a refused
+single rating for the next resend, and reports the refusal in ``refused``
+until the collector answers again.
+
 Single-threaded: the agent calls every method from its own thread (the MQTT
 link's callbacks hand acks and connection changes over to it).
 """
@@ -30,9 +38,13 @@ class _Flight:
     """One published rating message awaiting the collector's ack."""
 
     payload: bytes
-    count: int
+    rows: list[Pending]
     waiting: set[str] = field(default_factory=set)
     sent_at: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
 
 
 class Syncer:
@@ -54,6 +66,8 @@ class Syncer:
         self._flights: dict[int, _Flight] = {}  # by first seq: insertion order is seq order
         self._flight_of: dict[str, int] = {}  # rating_id -> key of the flight carrying it
         self._cursor = 0  # highest seq published since the last reset
+        #: The collector's last message-level error, until it answers a rating again.
+        self.refused: str | None = None
 
     @property
     def in_flight(self) -> int:
@@ -84,13 +98,14 @@ class Syncer:
 
     def on_ack(self, ack: AckMessage) -> list[AckResult]:
         """Settle the answered ratings in the outbox and free their in-flight slots."""
-        if ack.error:
-            log.warning("collector could not handle a rating message: %s", ack.error)
         results = list(ack.results)
         if results:
             self.outbox.settle(results)  # first: if it fails, the slots stay taken and the batch is resent
+            self.refused = None
         for result in results:
             self._answered(result.rating_id)
+        if ack.error:
+            self._refused(ack)
         return results
 
     # -- helpers ----------------------------------------------------------------
@@ -110,15 +125,40 @@ class Syncer:
         rows = self._fit(self.outbox.pending_raw(self.batch_size, self._cursor))
         if not rows:
             return 0
-        flight = _Flight(payload=self._head + b",".join(row.body for row in rows) + b"]}", count=len(rows),
+        self._send(rows)
+        self._cursor = max(self._cursor, rows[-1].seq)
+        return len(rows)
+
+    def _send(self, rows: list[Pending]) -> None:
+        flight = _Flight(payload=self._head + b",".join(row.body for row in rows) + b"]}", rows=rows,
                          waiting={row.rating_id for row in rows})
         self._publish(self.topic, flight.payload)  # raises LinkDown before anything is recorded
         flight.sent_at = self._clock()
         key = rows[0].seq
         self._flights[key] = flight
         self._flight_of.update(dict.fromkeys(flight.waiting, key))
-        self._cursor = rows[-1].seq
-        return len(rows)
+
+    def _refused(self, ack: AckMessage) -> None:
+        """The collector took none of a message: keep its ratings, split it, and say so."""
+        self.refused = ack.error
+        key = self._flight_of.get(ack.first_rating_id) if ack.first_rating_id else None
+        flight = self._flights.get(key) if key is not None else None
+        if flight is None or ack.results:
+            log.error("collector could not handle a rating message: %s", ack.error)
+            return
+        log.error("collector refused a message of %d rating(s), which stay in the outbox: %s", flight.count,
+                  ack.error)
+        if flight.count == 1:
+            return  # sent again after resend_after_s, and refused again until the cause is mended
+        del self._flights[key]
+        for rating_id in flight.waiting:
+            self._flight_of.pop(rating_id, None)
+        half = flight.count // 2
+        try:
+            self._send(flight.rows[:half])
+            self._send(flight.rows[half:])
+        except LinkDown as err:  # the reconnect sends everything unacked again from the oldest
+            log.debug("split message not sent: %s", err)
 
     def _fit(self, rows: list[Pending]) -> list[Pending]:
         """The longest head of ``rows`` whose message stays under the protocol's size limit."""

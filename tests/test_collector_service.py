@@ -143,7 +143,7 @@ HOSTILE = [
     (T.rating("h1-w1"), b"not json", "payload: not valid JSON"),
     (T.rating("h1-w1"), b"[1, 2]", "payload: must be a JSON object"),
     (T.rating("h1-w1"), b"x" * 1_000_000, "payload: 1000000 bytes is over the limit"),
-    (T.rating("h1-w1"), {"v": 2, "device_id": "h1-w1", "ratings": []}, "v: protocol version must be 1"),
+    (T.rating("h1-w1"), {"v": 2, "device_id": "h1-w1", "ratings": []}, "v: protocol version must be the integer 1"),
     (T.rating("h1-w1"), {"v": 1, "device_id": "h1-w1", "ratings": [{"score": 5}]}, "ratings[0].rating_id"),
     (T.cases, b"{}", "v: Field required"),
     # JSON escapes can spell a lone surrogate, which UTF-8 cannot carry; it must not reach an answer.
@@ -172,11 +172,15 @@ def test_hostile_ratings_are_rejected_one_by_one_and_the_collector_keeps_serving
     assert by_id[zero["rating_id"]]["reason"].startswith("ratings[0].score:")
     assert by_id[six["rating_id"]]["reason"].startswith("ratings[1].score:")
     assert by_id[text_seq["rating_id"]]["reason"].startswith("ratings[2].seq:")
-    # A terminal not registered, and one writing another terminal's id into its payload.
-    [ghost] = terminal.ask(T.rating("ghost"), ratings(rating(), device_id="ghost"))["results"]
-    assert ghost["outcome"] == "rejected" and "not registered" in ghost["reason"]
-    [spoof] = terminal.ask(T.rating("h1-w1"), ratings(rating(), device_id="h1-w2"))["results"]
-    assert spoof["reason"] == "device_id h1-w2 does not match the topic's h1-w1"
+    # A terminal not registered, and one writing another terminal's id into its payload: refused whole, with
+    # no results, so the terminal keeps the ratings (they count once it is registered or set right).
+    unregistered = rating()
+    ghost = terminal.ask(T.rating("ghost"), ratings(unregistered, device_id="ghost"))
+    assert "not registered" in ghost["error"] and ghost.get("results", []) == []
+    assert ghost["first_rating_id"] == unregistered["rating_id"]
+    spoof = terminal.ask(T.rating("h1-w1"), ratings(rating(), device_id="h1-w2"))
+    assert spoof["error"] == "device_id h1-w2 does not match the topic's h1-w1"
+    assert spoof.get("results", []) == []
     # A topic under the subscription that names no device is logged, not answered.
     with caplog.at_level(logging.WARNING, logger="hcp.collector"):
         terminal.send(f"{T.prefix}/dev//rating", ratings(rating()))

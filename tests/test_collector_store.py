@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from hcp.collector.exc import SecretKeyError, UnknownDevice
+from hcp.collector.exc import MessageRefused, SecretKeyError, UnknownDevice
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
 from hcp.config.policy import load_profile
@@ -193,14 +193,16 @@ def test_hall_rating_off_in_profile(tmp_path):
         assert answer.outcome is Outcome.REJECTED and "hall ratings are off" in answer.reason
 
 
-def test_unregistered_device_and_mismatched_ids_are_rejected_and_not_stored(store):
+def test_unregistered_device_and_mismatched_ids_are_refused_whole_and_not_stored(store):
+    # Not "rejected": the terminal would delete ratings that count once the device is registered.
     store.add_cases([case()], NOON)
-    [unknown] = ingest(store, rating(), device_id="ghost")
-    assert unknown.outcome is Outcome.REJECTED and "ghost is not registered" in unknown.reason
-    [spoof] = ingest(store, rating(), device_id="h1-w2", topic="h1-w1")
-    assert spoof.outcome is Outcome.REJECTED
-    assert spoof.reason == "device_id h1-w2 does not match the topic's h1-w1"
+    with pytest.raises(MessageRefused, match="ghost is not registered"):
+        ingest(store, rating(), device_id="ghost")
+    with pytest.raises(MessageRefused, match=r"^device_id h1-w2 does not match the topic's h1-w1$"):
+        ingest(store, rating(), device_id="h1-w2", topic="h1-w1")
     assert store.totals()["ratings"] == 0
+    store.register_device("ghost", "h1", "w3")
+    assert outcomes(ingest(store, rating(), device_id="ghost")) == [("accepted", "")]
     [hall] = ingest(store, rating(hall_id="h2"))
     assert hall.outcome is Outcome.REJECTED and "hall_id h2" in hall.reason
     [window] = ingest(store, rating(window_id="w9"))

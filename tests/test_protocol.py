@@ -76,7 +76,7 @@ def test_bad_fields_are_named(change, field):
 @pytest.mark.parametrize(("payload", "problem"), [
     (b"{", "not valid JSON"),
     (b"[1,2]", "must be a JSON object"),
-    (b'{"v": 2, "device_id": "t1", "ratings": []}', "protocol version must be 1"),
+    (b'{"v": 2, "device_id": "t1", "ratings": []}', "protocol version must be the integer 1"),
     (b"\xff\xfe", "not valid JSON"),
     (b"x" * (protocol.MAX_PAYLOAD_BYTES + 1), "over the limit"),
 ])

@@ -25,7 +25,7 @@ from hcp.ui.exc import TokenError, TokenProblem
 
 LABEL = "hcp-receipt-v1"
 SIG_CHARS = 22
-_TOKEN = re.compile(rf"^(\d{{1,12}})\.([A-Za-z0-9_-]{{{SIG_CHARS}}})$")
+_TOKEN = re.compile(rf"(\d{{1,12}})\.([A-Za-z0-9_-]{{{SIG_CHARS}}})")
 
 
 def signature(key: bytes, case_id: str, expiry: int) -> str:
@@ -48,7 +48,7 @@ def verify(token: str, case_id: str, key: bytes, now: float) -> int:
     The signature is checked before the expiry, so a forged token is never
     reported as merely expired.
     """
-    match = _TOKEN.match(token or "")
+    match = _TOKEN.fullmatch(token or "")
     if match is None:
         raise TokenError(TokenProblem.MALFORMED, "expected <expiry digits>.<22 base64url characters>")
     expiry = int(match.group(1))
