@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from hcp.domain import Intake, Kind, Outcome
 from hcp.exc import ProtocolError
@@ -137,6 +137,24 @@ class CaseRecord(_Message):
     #: The applicant's mobile number, only for the reminder SMS; the collector keeps it encrypted.
     applicant_phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{6,15}$")] | None = None
     completed_at: AwareDatetime
+    # What the provincial platform's formats need (docs/upstream.md); all optional.
+    #: The applicant's name, kept sealed and sent only where the upstream preset is real-name.
+    applicant_name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    applicant_type: Literal["person", "legal"] | None = None
+    dept_code: Ident | None = None
+    handle_item_code: Ident | None = None
+    clerk_name: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    accepted_at: AwareDatetime | None = None
+    #: Working days promised (承诺时限); 0 for an on-the-spot case (即办件).
+    promised_days: int | None = Field(default=None, ge=0, le=999)
+    #: 行政区划代码: six digits (county) or twelve (township and below).
+    area_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}([0-9]{6})?$")] | None = None
+
+    @model_validator(mode="after")
+    def _accepted_before_completed(self) -> CaseRecord:
+        if self.accepted_at is not None and self.accepted_at > self.completed_at:
+            raise ValueError("accepted_at: after completed_at")
+        return self
 
 
 class CasesMessage(_Message):
@@ -192,6 +210,10 @@ def _protocol_error(err: ValidationError) -> ProtocolError:
         return ProtocolError("payload", "must be a JSON object")
     if first["type"] == "extra_forbidden":
         return ProtocolError(field, "unknown field")
+    if first["type"] == "value_error":  # a check across fields names its field first: "accepted_at: ..."
+        name, sep, rest = str(first.get("ctx", {}).get("error", "")).partition(": ")
+        if sep and name.isidentifier():
+            return ProtocolError(f"{field}.{name}" if field else name, rest)
     if first["type"] == "literal_error" and field == "v":
         return ProtocolError("v", f"protocol version must be {PROTOCOL_VERSION}")
     return ProtocolError(field, first["msg"])
