@@ -63,8 +63,18 @@ class PresetAdapter:
         for key, body in bodies:
             delivery = self._post(key, body)
             if delivery.status != "sent":
-                return delivery
+                return Delivery(delivery.status, self._masked(delivery.detail, record))
         return Delivery("sent")
+
+    def _masked(self, detail: str, record: dict) -> str:
+        """The platform's reason without the rater's identity, should it quote it (the reason is logged)."""
+        if self.identities is None:
+            return detail
+        for case_id in _case_ids(record):
+            identity = self.identities.get(case_id)
+            for secret in (identity.cert, identity.name) if identity else ():
+                detail = detail.replace(secret, "***")
+        return detail
 
     def done(self, record: dict, now: datetime) -> None:
         """The platform's answer on ``record`` is final: its cases' identities are erased after retention."""

@@ -359,3 +359,18 @@ def test_the_collector_keeps_an_identity_only_for_a_real_name_preset(tmp_path, b
     data = b"".join(p.read_bytes() for p in collector.database.parent.glob(collector.database.name + "*"))
     assert CERT.encode() not in data and NAME.encode() not in data
     assert CERT not in caplog.text and NAME not in caplog.text
+
+
+def test_a_platform_quoting_the_identity_in_its_refusal_is_masked(tmp_path, caplog):
+    def quoting(path: str, body: dict, headers: dict) -> tuple[int, dict]:
+        params = body["params"]
+        return 200, {"custom": {"code": 0, "text": f"证件 {params['certKey']} 与姓名 {params['userName']} 不符"}}
+
+    caplog.set_level(logging.DEBUG)
+    with Receiver(quoting) as receiver, open_store(tmp_path) as store:
+        _add(store, [_case("P0")])
+        _window(store, "P0", 5)
+        _drain(Forwarder(store, _adapter("province-params-v1", receiver.url, store)))
+        [(status, reason)] = store._conn.execute("SELECT status, reason FROM upstream_outbox").fetchall()
+    assert (status, reason) == ("rejected", "custom.code 0: 证件 *** 与姓名 *** 不符")
+    assert CERT not in caplog.text and NAME not in caplog.text
