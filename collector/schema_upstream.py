@@ -7,8 +7,9 @@
 sealed with AES-GCM under a key of its own (derived from the collector key,
 apart from the contacts' key); it exists only where the upstream preset is
 real-name, is never exported, chained or logged, and its rows are deleted
-once the platform has accepted every record of the case and the preset's
-retention has passed.
+once the platform has answered on the case's rating and the preset's
+retention has passed, or, for a case never rated, the preset's ``max_days``
+after it arrived.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ CREATE TABLE case_upstream (
 CREATE TABLE rater_identities (
     case_id TEXT PRIMARY KEY,
     sealed      BLOB NOT NULL,     -- AES-GCM: {"cert": ..., "name": ...}; its own key
+    kept_at     TEXT NOT NULL,     -- a case never rated (failed intake, no default) is erased max_days after
     erase_after TEXT               -- set when the case's rating is done upstream: done + retention
 );
+CREATE INDEX rater_identities_kept ON rater_identities (kept_at);
 CREATE INDEX rater_identities_erase ON rater_identities (erase_after) WHERE erase_after IS NOT NULL;
 """
 

@@ -326,7 +326,7 @@ class Collector:
         results = self._store.add_cases(message.cases, item.received_at)
         self._keep_phones(message.cases, results)
         if self._real_name_upstream:
-            Identities(self._store).keep(message.cases, results)
+            Identities(self._store).keep(message.cases, results, item.received_at)
         return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, results=results)))]
 
     def _keep_phones(self, cases: list[CaseRecord], results: list[CaseResult]) -> None:

@@ -83,7 +83,9 @@ class PresetAdapter:
 
     def erase_due(self, now: datetime) -> int:
         """Erase the identities whose retention has passed."""
-        return self.identities.erase_due(now) if self.identities is not None else 0
+        if self.identities is None:
+            return 0
+        return self.identities.erase_due(now, timedelta(days=self.preset.identity_max_days))
 
     # -- building ------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ only a keyed pseudonym. Where the preset needs them they are kept here:
 AES-GCM under a key of their own (derived from the collector key, apart from
 the contacts' key), bound to the case id; read only by the forwarder while it
 builds a signed request; never exported, chained or logged; deleted once the
-platform has accepted every record of the case and the preset's retention has
-passed. Presets that do not need them never store them.
+platform has answered on the case's rating and the preset's retention has
+passed, or ``max_days`` after the case arrived when it is never rated (a failed
+intake, a policy without default ratings). Presets that do not need them
+never store them.
 """
 
 from __future__ import annotations
@@ -45,15 +47,15 @@ class Identities:
         self.store = store
         self._cipher = AESGCM(hashlib.sha256(b"hcp-rater-identity\0" + store._key).digest())
 
-    def keep(self, cases: Sequence[CaseRecord], results: Sequence[CaseResult]) -> int:
+    def keep(self, cases: Sequence[CaseRecord], results: Sequence[CaseResult], now: datetime) -> int:
         """Seal the identity of every case just stored that carries a certificate number and a name."""
         stored = {r.case_id for r in results if r.outcome == "stored"}
-        rows = [(c.case_id, self._seal(c.case_id, Identity(c.applicant_id, c.applicant_name)))
+        rows = [(c.case_id, self._seal(c.case_id, Identity(c.applicant_id, c.applicant_name)), utc_text(now))
                 for c in cases if c.case_id in stored and c.applicant_id and c.applicant_name]
         with self.store._unit():
             before = self.store._conn.total_changes
-            self.store._conn.executemany("INSERT OR IGNORE INTO rater_identities (case_id, sealed) VALUES (?, ?)",
-                                         rows)
+            self.store._conn.executemany("INSERT OR IGNORE INTO rater_identities (case_id, sealed, kept_at) "
+                                         "VALUES (?, ?, ?)", rows)
             return self.store._conn.total_changes - before
 
     def get(self, case_id: str) -> Identity | None:
@@ -73,11 +75,11 @@ class Identities:
         self.store._conn.executemany("UPDATE rater_identities SET erase_after = ? WHERE case_id = ? AND "
                                      "erase_after IS NULL", [(utc_text(done_at + retention), c) for c in case_ids])
 
-    def erase_due(self, now: datetime) -> int:
-        """Delete the identities whose retention has passed; how many."""
+    def erase_due(self, now: datetime, max_age: timedelta) -> int:
+        """Delete the identities whose retention has passed, and those kept longer than ``max_age``; how many."""
         with self.store._unit():
-            return self.store._conn.execute("DELETE FROM rater_identities WHERE erase_after <= ?",
-                                            (utc_text(now),)).rowcount
+            return self.store._conn.execute("DELETE FROM rater_identities WHERE erase_after <= ? OR kept_at <= ?",
+                                            (utc_text(now), utc_text(now - max_age))).rowcount
 
     def _seal(self, case_id: str, identity: Identity) -> bytes:
         nonce = os.urandom(12)

@@ -65,6 +65,7 @@ class Preset:
     records: tuple[str, ...] = ("rating", "exclusion", "appeal-decision")
     identity: bool = False
     retention_days: int = 0
+    identity_max_days: int = 90
     reason_codes: dict[str, str] = field(default_factory=dict)
     promise: dict[str, str] = field(default_factory=dict)
     applicant_types: dict[str, str] = field(default_factory=dict)
@@ -109,7 +110,8 @@ def _preset(data: dict, table: CodeTable, source: str) -> Preset:
         tuple(rules.get("required", ())), tuple(rules.get("bad_needs_one_of", ())),
         tuple(rules.get("kinds", ("service", "hall"))),
         tuple(rules.get("records", ("rating", "exclusion", "appeal-decision"))),
-        needs_identity, int(identity.get("retention_days", 0)), _strings(data, "reason_codes", source),
+        needs_identity, int(identity.get("retention_days", 0)), int(identity.get("max_days", 90)),
+        _strings(data, "reason_codes", source),
         _strings(data, "promise", source), _strings(data, "applicant_types", source),
         str(data.get("time_format", "%Y-%m-%d %H:%M:%S")))
 

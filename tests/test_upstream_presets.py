@@ -193,7 +193,7 @@ def _case(case_id: str, **extra):
 
 def _add(store, cases) -> None:
     results = store.add_cases(cases, NOW)
-    Identities(store).keep(cases, results)
+    Identities(store).keep(cases, results, NOW)
 
 
 def _window(store, case_id: str, score: int, reasons=()) -> None:
@@ -326,6 +326,15 @@ def test_the_identity_is_sealed_and_erased_after_the_platform_took_the_record(tm
         data = b"".join(p.read_bytes() for p in tmp_path.glob("collector.sqlite*"))
     assert left == []  # P6 was refused: final too, so erased with the rest
     assert CERT.encode() not in data and NAME.encode() not in data
+
+
+def test_the_identity_of_a_case_never_rated_is_erased_after_max_days(tmp_path):
+    with open_store(tmp_path) as store:
+        _add(store, [_case("N0")])
+        adapter = _adapter("province-params-v1", "http://127.0.0.1:9/", store)
+        assert adapter.erase_due(NOW + timedelta(days=89)) == 0
+        assert adapter.erase_due(NOW + timedelta(days=90)) == 1
+        assert Identities(store).get("N0") is None
 
 
 def test_settings_a_preset_needs_are_named():
