@@ -383,3 +383,21 @@ def test_a_platform_quoting_the_identity_in_its_refusal_is_masked(tmp_path, capl
         [(status, reason)] = store._conn.execute("SELECT status, reason FROM upstream_outbox").fetchall()
     assert (status, reason) == ("rejected", "custom.code 0: 证件 *** 与姓名 *** 不符")
     assert CERT not in caplog.text and NAME not in caplog.text
+
+
+def test_the_collector_config_builds_the_preset_adapter_the_platform_takes(tmp_path):
+    from hcp.collector.channel_services import upstream_adapter
+    from hcp.exc import ConfigError
+
+    platform = _platform("province-sm2-envelope-v1")
+    with Receiver(platform) as receiver, open_store(tmp_path) as store:
+        section = {"url": receiver.url, "code_table": "province-sm2-envelope-v1", "signing": "sm2",
+                   "sm2_private_key": SM2_KEY, "app_id": APP_ID, "data_source": "101", "area_code": "370102"}
+        adapter = upstream_adapter(CollectorConfig.model_validate({"upstream": section}), store)
+        _add(store, [_case("P0")])
+        _window(store, "P0", 5)
+        _drain(Forwarder(store, adapter))
+        without_app = CollectorConfig.model_validate({"upstream": {**section, "app_id": None}})
+        with pytest.raises(ConfigError, match=r"^upstream\.app_id: preset province-sm2-envelope-1"):
+            upstream_adapter(without_app, store)
+    assert platform.accepted == ["P0"] and platform.refused == []
