@@ -25,6 +25,7 @@ from test_collector_service import T, _store, cases, outcomes, start, terminal  
 from hcp.cli import main
 from hcp.collector.channel_services import preset_problem
 from hcp.collector.channels import Channels, Entry
+from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.service import Collector
 from hcp.collector.upstream import Backoff, Forwarder
 from hcp.collector.upstream_codes import shipped_tables
@@ -74,14 +75,19 @@ class Platform:
             self.accepted.append(key)
         return self.yes()
 
+    #: The channel code each test case must arrive with: P0 window, P2 qr, P3 hotline, P4 paper, D0 default.
+    channel_codes: ClassVar[dict[str, str]] = {}
+
     def common(self, r: dict, *, channels: range) -> None:
         assert r[self.satisfaction] in {"1", "2", "3", "4", "5"}, "satisfaction code"
         assert int(r[self.channel]) in channels, f"channel code {r[self.channel]}"
+        assert self.channel_codes.get(r[self.key], r[self.channel]) == r[self.channel], "channel mapping"
         assert TIME.match(r[self.rated]), "time format"
 
 
 class Table9(Platform):
     key, satisfaction, channel, rated = "办件编号", "满意度代码", "评价渠道", "评价时间"
+    channel_codes: ClassVar = {"P0": "4", "P2": "3", "P3": "8", "P4": "9", "D0": "7"}
     names: ClassVar = {"1": "非常满意", "2": "满意", "3": "基本满意", "4": "不满意", "5": "非常不满意"}  # A.8
     fields: ClassVar = {"办件编号", "评价渠道", "评价人", "评价时间", "评价次数", "满意度", "满意度代码", "文字评价",
                         "行政区划"}
@@ -121,6 +127,7 @@ class ProvinceFields(Platform):
 
 class Sm2Envelope(ProvinceFields):
     key = "projectNo"
+    channel_codes: ClassVar = {"P0": "4", "P2": "3", "P3": "5", "P4": "5", "D0": "7"}
 
     def __init__(self, public_key: str) -> None:
         super().__init__()
@@ -151,6 +158,7 @@ class Sm2Envelope(ProvinceFields):
 
 class Params(ProvinceFields):
     key = "projectno"
+    channel_codes: ClassVar = {"P0": "4", "P2": "3", "P3": "5", "P4": "5", "D0": "1"}  # pf 1-5: a default is 1
 
     def open(self, body: dict, headers: dict) -> dict:
         assert Table9.open(self, body, headers) is body and set(body) == {"params"}, "envelope"
@@ -216,7 +224,9 @@ def _records(store) -> list[str]:
         assert channels.enter(Entry(case_id, score, channel, NOW, reasons), NOW).outcome == "accepted"
     _window(store, "P5", 5)
     _window(store, "P6", 2)  # a terminal may send a 差评 without a reason; the platforms refuse it
-    return ["P0", "P1", "P2", "P3", "P4", "P5"]
+    _add(store, [_case("D0", completed_at=NOW - timedelta(days=9))])
+    assert Lifecycle(store).run_defaults(NOW).defaulted == 1  # unrated past the period: a system default
+    return ["P0", "P1", "P2", "P3", "P4", "P5", "D0"]
 
 
 def _drain(forwarder: Forwarder) -> None:
@@ -278,7 +288,7 @@ def test_records_are_sent_once_in_order_across_restarts(tmp_path):
     assert platform.accepted == expected
     keys = [r[2]["idempotency-key"] for r in receiver.requests if r[1]["params"]["satisfaction"]]
     assert len(keys) == len(expected) + 3  # the three refused by 503, each sent once more, nothing else
-    assert counts == {"pending": 0, "sent": 6, "rejected": 1}
+    assert counts == {"pending": 0, "sent": 7, "rejected": 1}
 
 
 def test_a_refused_record_is_reported_with_its_field_and_not_retried(tmp_path, capsys):
