@@ -7,7 +7,10 @@ the cursor, so nothing is missed or queued twice across restarts. Each record
 is then delivered through an :class:`Adapter` until it is *sent* or *rejected*
 by the platform with its reason. The record id goes upstream as the
 idempotency key: a record delivered again after a lost answer is the same
-record to the platform. The rater's identity is never part of a payload.
+record to the platform. Records go in the order they were made: one waiting
+for its retry holds back the rest. The rater's identity is never part of an
+outbox payload; a real-name preset adds it only while it builds the signed
+request (``upstream_format``).
 """
 
 from __future__ import annotations
