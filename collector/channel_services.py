@@ -94,7 +94,8 @@ class ChannelServices:
 
         upstream = self.config.upstream
         backoff = Backoff(upstream.backoff_base_s, upstream.backoff_cap_s, upstream.max_attempts)
-        return Forwarder(self._store(), upstream_adapter(self.config), backoff=backoff)
+        store = self._store()
+        return Forwarder(store, upstream_adapter(self.config, store), backoff=backoff)
 
     def _loop(self, jobs: list[tuple[float, object]]) -> None:
         due = [0.0] * len(jobs)
@@ -133,18 +134,59 @@ class ChannelServices:
         self.close()
 
 
-def upstream_adapter(config: CollectorConfig):
-    """The HTTP JSON adapter the ``[upstream]`` section describes."""
+def upstream_adapter(config: CollectorConfig, store: Store | None = None):
+    """The adapter the ``[upstream]`` section describes: a preset's format, or hcp's own JSON with a code table.
+
+    ``store`` opens the sealed rater identities for real-name presets; ConfigError names a setting the
+    preset needs and lacks.
+    """
     from hcp.collector.upstream import HttpJsonAdapter
     from hcp.collector.upstream_codes import load_table
-    from hcp.collector.upstream_sign import HmacSigner, Sm2Signer
+    from hcp.collector.upstream_preset import load_preset
 
     upstream = config.upstream
+    preset = load_preset(upstream.code_table, upstream.code_table_file)
+    signer = _signer(upstream)
+    if preset is not None:
+        return _preset_adapter(upstream, preset, signer, store)
     table = load_table(upstream.code_table, upstream.code_table_file)
-    signer = None
-    if upstream.signing == "hmac" and upstream.hmac_secret is not None:
-        signer = HmacSigner(upstream.hmac_secret.get_secret_value().encode(), upstream.key_id)
-    elif upstream.signing == "sm2" and upstream.sm2_private_key is not None:
-        signer = Sm2Signer(upstream.sm2_private_key.get_secret_value(), key_id=upstream.key_id)
     return HttpJsonAdapter(upstream.url or "", table, signer, dict(upstream.fields), upstream.reason_field,
                            upstream.timeout_s)
+
+
+def _signer(upstream):
+    from hcp.collector.upstream_sign import HmacSigner, Sm2Signer
+
+    if upstream.signing == "hmac" and upstream.hmac_secret is not None:
+        return HmacSigner(upstream.hmac_secret.get_secret_value().encode(), upstream.key_id)
+    if upstream.signing == "sm2" and upstream.sm2_private_key is not None:
+        return Sm2Signer(upstream.sm2_private_key.get_secret_value(), key_id=upstream.key_id)
+    return None
+
+
+def _preset_adapter(upstream, preset, signer, store: Store | None):
+    from hcp.collector.upstream_format import PresetAdapter, PresetSettings
+    from hcp.collector.upstream_identity import Identities
+
+    problem = preset_problem(preset, upstream)
+    if problem:
+        raise ConfigError(problem)
+    settings = PresetSettings(upstream.url or "", upstream.app_id or "", upstream.data_source or "",
+                              upstream.area_code or "", upstream.timeout_s)
+    identities = Identities(store) if preset.identity and store is not None else None
+    return PresetAdapter(preset, settings, signer, identities)
+
+
+def preset_problem(preset, upstream) -> str:
+    """What the ``[upstream]`` section lacks for ``preset``, naming the key; '' when nothing."""
+    name = preset.name
+    if preset.signing_alg and upstream.signing != preset.signing_alg:
+        return f"upstream.signing: preset {name} is signed with {preset.signing_alg}; set signing = " \
+            f"\"{preset.signing_alg}\""
+    if preset.identity and upstream.signing == "none":
+        return f"upstream.signing: preset {name} sends the rater's identity; it goes only over a signed channel"
+    if preset.envelope.style == "signed" and not upstream.app_id:
+        return f"upstream.app_id: preset {name} sends the app id in its signed envelope"
+    if "data_source" in preset.fields.values() and not upstream.data_source:
+        return f"upstream.data_source: preset {name} sends the platform's three-digit dataSource code"
+    return ""

@@ -36,6 +36,7 @@ from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Answer, Store
 from hcp.collector.triage import triage
+from hcp.collector.upstream_identity import Identities
 from hcp.config.policy import Profile
 from hcp.config.schema import CollectorConfig
 from hcp.domain import now_cst
@@ -93,6 +94,7 @@ class Collector:
         self.database = Path(database or config.database_path)
         self.secret_file = Path(secret_file or config.key_path)
         self.profile = profile or config.policy.load()
+        self._real_name_upstream = _real_name_upstream(config)
         self._queue: queue.Queue[_Queued] = queue.Queue()
         self._stop = threading.Event()
         self._generation = 0
@@ -332,6 +334,8 @@ class Collector:
             return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, error=str(err))))]
         results = self._store.add_cases(message.cases, item.received_at)
         self._keep_phones(message.cases, results)
+        if self._real_name_upstream:
+            Identities(self._store).keep(message.cases, results, item.received_at)
         return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, results=results)))]
 
     def _keep_phones(self, cases: list[CaseRecord], results: list[CaseResult]) -> None:
@@ -357,3 +361,13 @@ class Collector:
                         status.device_id)
         elif not self._store.record_status(device_id, status, item.received_at):
             log.info("status from unregistered device %s ignored", device_id)
+
+
+def _real_name_upstream(config: CollectorConfig) -> bool:
+    """Whether the configured upstream preset sends the rater's identity (so it is kept, sealed)."""
+    from hcp.collector.upstream_preset import load_preset
+
+    if not config.upstream.url:
+        return False
+    preset = load_preset(config.upstream.code_table, config.upstream.code_table_file)
+    return preset is not None and preset.identity

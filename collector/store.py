@@ -221,9 +221,19 @@ class Store:
                 results.append(result)
             self._conn.executemany(f"INSERT INTO cases ({_CASE_COLUMNS}, received_at) VALUES "
                                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new)
+            self._add_upstream_details(cases, {row[0] for row in new})
             self._resolve_pending([row[0] for row in new], received_at)
             self._resolve_buttons({(row[1], row[2]) for row in new}, received_at)
         return results
+
+    def _add_upstream_details(self, cases: Sequence[CaseRecord], stored: set[str]) -> None:
+        """The details only the upstream formats use, of the cases just stored (docs/upstream.md)."""
+        details = [(c.case_id, c.dept_code, c.handle_item_code, c.clerk_name, _ts_or_none(c.accepted_at),
+                    c.promised_days, c.area_code, c.applicant_type) for c in cases if c.case_id in stored]
+        rows = [row for row in details if any(value is not None for value in row[1:])]
+        self._conn.executemany("INSERT OR IGNORE INTO case_upstream (case_id, dept_code, handle_item_code, "
+                               "clerk_name, accepted_at, promised_days, area_code, applicant_type) VALUES "
+                               "(?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _case_row(self, record: CaseRecord) -> CaseRow:
         return CaseRow(record.case_id, record.hall_id, record.window_id, record.item_code, record.item_name,

@@ -7,7 +7,10 @@ the cursor, so nothing is missed or queued twice across restarts. Each record
 is then delivered through an :class:`Adapter` until it is *sent* or *rejected*
 by the platform with its reason. The record id goes upstream as the
 idempotency key: a record delivered again after a lost answer is the same
-record to the platform. The rater's identity is never part of a payload.
+record to the platform. Records go in the order they were made: one waiting
+for its retry holds back the rest. The rater's identity is never part of an
+outbox payload; a real-name preset adds it only while it builds the signed
+request (``upstream_format``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,12 @@ class Adapter(Protocol):
 
     def deliver(self, record: dict) -> Delivery: ...
 
+    def done(self, record: dict, now: datetime) -> None:
+        """The platform's answer on ``record`` is final (sent or rejected)."""
+
+    def erase_due(self, now: datetime) -> int:
+        """Erase what the adapter keeps only until the platform has answered; how many."""
+
 
 @dataclass(frozen=True)
 class HttpJsonAdapter:
@@ -70,6 +79,7 @@ class HttpJsonAdapter:
         if "kind" in mapped:
             mapped["kind"] = self.table.kind(mapped["kind"])
         mapped["code_table"] = self.table.name
+        mapped.pop("case_details", None)  # for the presets' formats (upstream_format); not in hcp's own payload
         return json.dumps({self.fields.get(k, k): v for k, v in mapped.items()}, ensure_ascii=False).encode()
 
     def deliver(self, record: dict) -> Delivery:
@@ -86,6 +96,12 @@ class HttpJsonAdapter:
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             return Delivery("retry", f"platform unreachable ({type(err).__name__}: {err})"[:200])
         return Delivery("sent")
+
+    def done(self, record: dict, now: datetime) -> None:
+        """Nothing is kept for this adapter."""
+
+    def erase_due(self, now: datetime) -> int:
+        return 0
 
     def _refused(self, code: int, body: bytes) -> Delivery:
         if code == 409:
@@ -136,7 +152,9 @@ class Forwarder:
     def run(self, now: datetime) -> ForwardRun:
         """Queue what is new, then deliver what is due."""
         queued = self.queue(now)
-        return ForwardRun(queued, *self.deliver_due(now))
+        run = ForwardRun(queued, *self.deliver_due(now))
+        self.adapter.erase_due(now)
+        return run
 
     # -- queueing --------------------------------------------------------------
 
@@ -164,14 +182,25 @@ class Forwarder:
     # -- delivering ------------------------------------------------------------
 
     def deliver_due(self, now: datetime) -> tuple[int, int, int]:
-        """Deliver pending records whose time has come, oldest first; (sent, rejected, retrying)."""
-        rows = self._conn.execute("SELECT record_id, payload, attempts FROM upstream_outbox WHERE status = "
-                                  "'pending' AND next_at <= ? ORDER BY created_at, rowid LIMIT ?",
-                                  (utc_text(now), self.batch)).fetchall()
+        """Deliver pending records in order, oldest first, until one must wait; (sent, rejected, retrying).
+
+        A record waiting for its retry holds back the ones after it, so the
+        platform receives records in the order they were made (a rating
+        before its exclusion), across failures and restarts.
+        """
+        rows = self._conn.execute("SELECT record_id, payload, attempts, next_at FROM upstream_outbox WHERE status = "
+                                  "'pending' ORDER BY created_at, rowid LIMIT ?", (self.batch,)).fetchall()
         counts = {"sent": 0, "rejected": 0, "retry": 0}
-        for record_id, payload, attempts in rows:
-            delivery = self.adapter.deliver(json.loads(payload))
-            counts[self._record(record_id, attempts + 1, delivery, now)] += 1
+        for record_id, payload, attempts, next_at in rows:
+            if next_at > utc_text(now):
+                break
+            record = json.loads(payload)
+            delivery = self.adapter.deliver(record)
+            status = self._record(record_id, attempts + 1, delivery, now)
+            counts[status] += 1
+            if status == "retry":
+                break
+            self.adapter.done(record, now)
         return counts["sent"], counts["rejected"], counts["retry"]
 
     def _record(self, record_id: str, attempts: int, delivery: Delivery, now: datetime) -> str:
@@ -213,7 +242,22 @@ def _rating(conn, row: tuple) -> dict:
     return {"id": rating_id, "record_type": "rating", "rating_id": rating_id, "kind": kind, "channel": channel,
             "score": score, "reasons": json.loads(reasons), "text": text or "", "rated_at": rated_at,
             "case_ids": json.loads(case_ids), "item_code": item_code, "hall_id": hall_id, "window_id": window_id,
-            "clerk_id": clerk_id}
+            "clerk_id": clerk_id, "case_details": _case_details(conn, rating_id, json.loads(case_ids))}
+
+
+_CASE_DETAILS = ("case_id", "item_code", "item_name", "clerk_id", "completed_at", "dept_code", "handle_item_code",
+                 "clerk_name", "accepted_at", "promised_days", "area_code", "applicant_type")
+
+
+def _case_details(conn, rating_id: str, case_ids: list[str]) -> list[dict]:
+    """What the presets' formats send of each rated case (a clerk-button rating's case is its link)."""
+    if not case_ids:
+        case_ids = [r[0] for r in conn.execute("SELECT case_id FROM rating_links WHERE rating_id = ?", (rating_id,))]
+    marks = ", ".join("?" * len(case_ids))
+    rows = conn.execute(f"SELECT c.{', '.join(_CASE_DETAILS)} FROM cases c LEFT JOIN case_upstream u USING "
+                        f"(case_id) WHERE c.case_id IN ({marks})", case_ids).fetchall()
+    order = {case_id: n for n, case_id in enumerate(case_ids)}
+    return sorted((dict(zip(_CASE_DETAILS, row, strict=True)) for row in rows), key=lambda d: order[d["case_id"]])
 
 
 def _accepted_later(conn, row: tuple) -> dict:

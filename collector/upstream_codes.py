@@ -49,6 +49,11 @@ def shipped_tables() -> list[str]:
 
 def load_table(name: str | None = None, path: Path | None = None) -> CodeTable:
     """A code table by shipped name or from a file; ConfigError names what is missing."""
+    return table_from(*load_data(name, path))
+
+
+def load_data(name: str | None = None, path: Path | None = None) -> tuple[dict, str]:
+    """The parsed TOML of a shipped table or a file, and how to name it in errors."""
     if path is not None:
         source, text = str(path), _read(path)
     else:
@@ -57,10 +62,9 @@ def load_table(name: str | None = None, path: Path | None = None) -> CodeTable:
         source = f"code table {name}"
         text = (resources.files("hcp.config") / "upstream" / f"{name}.toml").read_text("utf-8")
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), source
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML ({err})") from None
-    return _table(data, source)
 
 
 def _read(path: Path) -> str:
@@ -70,7 +74,8 @@ def _read(path: Path) -> str:
         raise ConfigError(f"{path}: cannot read the code table ({err.strerror})") from None
 
 
-def _table(data: dict, source: str) -> CodeTable:
+def table_from(data: dict, source: str) -> CodeTable:
+    """The code table part of a parsed table file."""
     for key in ("region", "version", "satisfaction", "channels", "kinds"):
         if key not in data:
             raise ConfigError(f"{source}: key {key}: missing")

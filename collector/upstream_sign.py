@@ -60,9 +60,13 @@ class Sm2Signer:
         public = self.public_key or sm2_public_key(self.private_key)
         return sm2.CryptSM2(private_key=self.private_key, public_key=public)
 
+    def sign(self, text: bytes) -> str:
+        """The SM2-SM3 signature of ``text``, hex (for envelopes that sign their own fields)."""
+        return self._crypt().sign_with_sm3(text)
+
     def headers(self, body: bytes) -> dict[str, str]:
         timestamp, nonce = _stamp()
-        signature = self._crypt().sign_with_sm3(signed_text(timestamp, nonce, body))
+        signature = self.sign(signed_text(timestamp, nonce, body))
         return {"X-Key-Id": self.key_id, "X-Timestamp": timestamp, "X-Nonce": nonce, "X-Sign-Alg": "SM2-SM3",
                 "X-Signature": signature}
 

@@ -88,8 +88,9 @@ class UpstreamSection(_Section):
     url: str | None = Field(
         None, description="The provincial 好差评 platform's endpoint; empty: nothing is forwarded (records "
         "still wait in the outbox).", examples=["https://hcp.province.gov.cn/api/evaluations"])
-    code_table: str = Field("national-2020", description="Shipped code table (region-version) mapping scores, "
-                            "channels and kinds to the platform's codes.", examples=["province-example-v1"])
+    code_table: str = Field("national-2020", description="Shipped code table or preset (region-version) mapping "
+                            "scores, channels and kinds to the platform's codes; a preset (with [fields]) is the "
+                            "platform's whole format (docs/upstream.md).", examples=["province-params-v1"])
     code_table_file: Path | None = Field(None, description="A code table TOML of your own (instead of code_table).",
                                          examples=["/etc/hcp/upstream-codes.toml"])
     fields: dict[str, str] = Field(default_factory=dict, description="Renamed payload fields (hcp name -> "
@@ -103,6 +104,13 @@ class UpstreamSection(_Section):
                                           examples=["change-me-32-characters-or-longer"])
     sm2_private_key: SecretStr | None = Field(None, description="SM2 private key, hex; a secret (secrets file).",
                                               examples=["3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"])
+    app_id: str | None = Field(None, description="The application id the platform issued, sent in a signed "
+                               "envelope (presets with [envelope] style = \"signed\").", examples=["hcp-370102"])
+    data_source: str | None = Field(None, description="The three-digit platform code the province assigned "
+                                    "(dataSource), for presets that send it.", examples=["101"],
+                                    pattern=r"^[0-9]{3}$")
+    area_code: str | None = Field(None, description="行政区划代码 of this collector's area, sent when a case "
+                                  "record carries none.", examples=["370102"], pattern=r"^[0-9]{6}([0-9]{6})?$")
     timeout_s: float = Field(10, gt=0, description="Seconds to wait for the platform's answer.", examples=[10])
     backoff_base_s: float = Field(5, gt=0, description="First retry delay; it doubles, with jitter.", examples=[5])
     backoff_cap_s: float = Field(3600, gt=0, description="Longest retry delay.", examples=[3600])

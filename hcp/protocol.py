@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
 from hcp.domain import Intake, Kind, Outcome
@@ -177,6 +178,24 @@ class CaseRecord(_Message):
     #: The applicant's mobile number, only for the reminder SMS; the collector keeps it encrypted.
     applicant_phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{6,15}$")] | None = None
     completed_at: Moment
+    # What the provincial platform's formats need (docs/upstream.md); all optional.
+    #: The applicant's name, kept sealed and sent only where the upstream preset is real-name.
+    applicant_name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    applicant_type: Literal["person", "legal"] | None = None
+    dept_code: Ident | None = None
+    handle_item_code: Ident | None = None
+    clerk_name: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    accepted_at: Moment | None = None
+    #: Working days promised (承诺时限); 0 for an on-the-spot case (即办件).
+    promised_days: int | None = Field(default=None, ge=0, le=999)
+    #: 行政区划代码: six digits (county) or twelve (township and below).
+    area_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}([0-9]{6})?$")] | None = None
+
+    @model_validator(mode="after")
+    def _accepted_before_completed(self) -> CaseRecord:
+        if self.accepted_at is not None and self.accepted_at > self.completed_at:
+            raise ValueError("accepted_at: after completed_at")
+        return self
 
 
 class CasesMessage(_Message):
@@ -235,7 +254,11 @@ def _protocol_error(err: ValidationError) -> ProtocolError:
     if first["type"] in ("literal_error", "value_error") and field == "v":
         return ProtocolError("v", f"protocol version must be the integer {PROTOCOL_VERSION}")
     if first["type"] == "value_error":  # our own validators: their message without pydantic's "Value error, "
-        return ProtocolError(field, str(first.get("ctx", {}).get("error", first["msg"])))
+        error = str(first.get("ctx", {}).get("error", first["msg"]))
+        name, sep, rest = error.partition(": ")  # a check across fields names its field first: "accepted_at: ..."
+        if sep and name.isidentifier():
+            return ProtocolError(f"{field}.{name}" if field else name, rest)
+        return ProtocolError(field, error)
     return ProtocolError(field, first["msg"])
 
 
