@@ -40,6 +40,7 @@ from hcp.config.schema import CollectorConfig
 from hcp.domain import now_cst
 from hcp.exc import ProtocolError
 from hcp.fastwire import AnyRatingMessage, decode_rating_message, encode_ack
+from hcp.pki import mqtt_client_id
 from hcp.protocol import (
     CaseRecord,
     CaseResult,
@@ -119,14 +120,15 @@ class Collector:
         self._worker = threading.Thread(target=self._work, name="collector-worker", daemon=True)
         self._worker.start()
         self._link.start()
-        log.info("collector %s started on %s (database %s)", self.config.collector.id, self.topics.prefix,
-                 self.database)
+        log.info("collector %s started on %s as MQTT client %s (database %s)", self.config.collector.id,
+                 self.topics.prefix, self._link.settings.client_id, self.database)
 
     def _link_settings(self) -> LinkSettings:
         broker = self.config.broker
         # A persistent session with manual acks: what was not acknowledged
         # after its commit is delivered again, even across a restart.
-        return LinkSettings(host=broker.host, port=broker.port, client_id=self.config.collector.id,
+        return LinkSettings(host=broker.host, port=broker.port,
+                            client_id=mqtt_client_id(broker.cert_file, self.config.collector.id),
                             keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
                             clean_start=False, manual_ack=True, backoff_max_s=broker.reconnect_max_s,
                             tls=tls_from(broker.ca_file, broker.cert_file, broker.key_file))
