@@ -33,6 +33,7 @@ from pathlib import Path
 from hcp.collector.channels import Contacts
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
+from hcp.collector.sealing import SealKey, open_cases, seal_key_path
 from hcp.collector.store import Answer, Store
 from hcp.collector.triage import triage
 from hcp.config.policy import Profile
@@ -83,7 +84,8 @@ class Collector:
     """Ratings and case records from MQTT into the store, with answers back.
 
     ``database`` and ``secret_file`` default to the configuration's, then to
-    ``<data.dir>/collector.sqlite`` and ``<data.dir>/collector.key``.
+    ``<data.dir>/collector.sqlite`` and ``<data.dir>/collector.key``; the key
+    that opens sealed applicant fields sits beside the latter (``collector-seal.key``).
     """
 
     def __init__(self, config: CollectorConfig, *, database: Path | None = None, secret_file: Path | None = None,
@@ -97,6 +99,7 @@ class Collector:
         self._stop = threading.Event()
         self._generation = 0
         self._store: Store | None = None
+        self._seal_key: SealKey | None = None
         self._link: MqttLink | None = None
         self._worker: threading.Thread | None = None
         self._beat = time.monotonic()
@@ -112,6 +115,7 @@ class Collector:
         if self._worker is not None:
             return
         key = load_or_create_key(self.secret_file)
+        self._seal_key = SealKey.load_or_create(seal_key_path(self.secret_file))
         # The worker thread owns the connection from here on.
         self._store = Store.open(self.database, self.profile, key, check_same_thread=False)
         self._link = MqttLink(self._link_settings(), self._on_message, self._on_connection)
@@ -323,9 +327,11 @@ class Collector:
         except ProtocolError as err:
             log.warning("cases message refused: %s", err)
             return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, error=str(err))))]
-        results = self._store.add_cases(message.cases, item.received_at)
-        self._keep_phones(message.cases, results)
-        return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, results=results)))]
+        assert self._seal_key is not None
+        cases, unopened = open_cases(message.cases, self._seal_key)  # sealed fields; a failure rejects its case
+        results = self._store.add_cases(cases, item.received_at)
+        self._keep_phones(cases, results)
+        return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, results=[*results, *unopened])))]
 
     def _keep_phones(self, cases: list[CaseRecord], results: list[CaseResult]) -> None:
         """Keep the applicant's phone (encrypted, for the reminder SMS) of every case just stored."""
