@@ -119,9 +119,8 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-async def _too_large(_scope: Scope, send: Send) -> None:
-    # Connection: close, so uvicorn drops the connection instead of waiting for the unread body.
-    await PlainTextResponse("请求内容过大", status_code=413, headers={"Connection": "close"})(_scope, _no_body, send)
+async def _too_large(scope: Scope, send: Send) -> None:
+    await _body_too_large(None, BodyTooLarge())(scope, _no_body, send)
 
 
 async def _no_body() -> Message:
@@ -343,7 +342,8 @@ def _too_many(_request: Request, over: Exception) -> HTMLResponse:
     return response
 
 
-def _body_too_large(_request: Request, _over: Exception) -> PlainTextResponse:
+def _body_too_large(_request: Request | None, _over: Exception) -> PlainTextResponse:
+    # Connection: close, so uvicorn drops the connection instead of waiting for the unread body.
     return PlainTextResponse("请求内容过大", status_code=413, headers={"Connection": "close"})
 
 

@@ -11,13 +11,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hcp.collector.web import PageSettings, RatingPage, ServerLimits, WebServer, create_app
 from hcp.config.schema import CollectorConfig, load_config
 from hcp.exc import ConfigError
+from tests.channel_support import NOW, RECEIPT_KEY, open_store
 
 CONFIG = Path(__file__).parent.parent / "config"
 BODY_MIB = 48
@@ -106,6 +109,22 @@ def test_a_header_block_that_never_ends_is_refused(server):
         except OSError:
             pass
         assert sock.recv(200).startswith(b"HTTP/1.1 400")
+
+
+def test_beyond_max_connections_the_page_answers_503(tmp_path):
+    store = open_store(tmp_path)
+    app = create_app(RatingPage(store, PageSettings(RECEIPT_KEY), clock=lambda: NOW))
+    with WebServer(app, "127.0.0.1", 0, limits=ServerLimits(max_connections=2)) as web:
+        idle = [socket.create_connection(("127.0.0.1", web.port), timeout=10) for _ in range(2)]
+        try:
+            time.sleep(0.2)  # both accepted: they hold the two places
+            with socket.create_connection(("127.0.0.1", web.port), timeout=10) as third:
+                third.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert third.recv(200).startswith(b"HTTP/1.1 503")
+        finally:
+            for sock in idle:
+                sock.close()
+    store.close()
 
 
 @pytest.mark.parametrize(("line", "key"), [
