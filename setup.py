@@ -24,7 +24,7 @@ setup(
         "pydantic>=2.6,<3",
         "msgspec>=0.18",
         "uuid6>=2024.1",
-        "cryptography>=42",
+        "cryptography>=47",
         "matplotlib>=3.8",
         "starlette>=0.40",
         "uvicorn>=0.31",

@@ -125,7 +125,10 @@ class Agent:
         broker = self.config.broker
         offline = StatusMessage(v=1, device_id=self.device_id, state="offline", version=__version__)
         options = {"backoff_max_s": broker.reconnect_max_s, **self._link_options}
-        return LinkSettings(host=broker.host, port=broker.port, client_id=f"hcp-agent-{self.device_id}",
+        from hcp.pki import mqtt_client_id
+
+        client_id = mqtt_client_id(broker.cert_file, f"hcp-agent-{self.device_id}")
+        return LinkSettings(host=broker.host, port=broker.port, client_id=client_id,
                             keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
                             clean_start=False, will=Will(self.topics.status(self.device_id), encode(offline)),
                             tls=tls_from(broker.ca_file, broker.cert_file, broker.key_file), **options)

@@ -54,7 +54,7 @@ class ChannelServices:
             self._thread.start()
 
     def _start_web(self) -> None:
-        from hcp.collector.web import PageSettings, RatingPage, WebServer, create_app
+        from hcp.collector.web import PageSettings, RatingPage, ServerLimits, WebServer, create_app
 
         key = self.config.receipt.load_key()
         if key is None:
@@ -63,9 +63,9 @@ class ChannelServices:
         host, _, port = self.config.web.listen.rpartition(":")
         web = self.config.web
         settings = PageSettings(key, dict(web.hall_names), dict(web.window_names), web.limit_per_address,
-                                web.limit_per_case)
+                                web.limit_per_case, web.max_body_bytes)
         self._web = WebServer(create_app(RatingPage(self._store(), settings)), host, int(port),
-                              list(web.trusted_proxies))
+                              list(web.trusted_proxies), ServerLimits(web.max_connections, web.max_header_bytes))
         self._web.start()
         log.info("rating page listening on %s", self.config.web.listen)
 

@@ -25,6 +25,10 @@ class SecretKeyError(CollectorError, ConfigError):
     """The pseudonym key file is missing, unreadable, too short or too open."""
 
 
+class SealError(CollectorError, ValueError):
+    """A sealed applicant field that cannot be opened or used; names the field, never the value."""
+
+
 class Refused(CollectorError, ValueError):
     """A lifecycle action that the record's state or the policy does not allow; says why."""
 

@@ -34,6 +34,7 @@ from hcp.collector.channels import Contacts
 from hcp.collector.exc import MessageRefused
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
+from hcp.collector.sealing import SealKey, open_cases, seal_key_path
 from hcp.collector.store import Answer, Store
 from hcp.collector.triage import triage
 from hcp.collector.upstream_identity import Identities
@@ -42,6 +43,7 @@ from hcp.config.schema import CollectorConfig
 from hcp.domain import now_cst
 from hcp.exc import ProtocolError
 from hcp.fastwire import AnyRatingMessage, decode_rating_message, encode_ack
+from hcp.pki import mqtt_client_id
 from hcp.protocol import (
     CaseRecord,
     CaseResult,
@@ -84,7 +86,8 @@ class Collector:
     """Ratings and case records from MQTT into the store, with answers back.
 
     ``database`` and ``secret_file`` default to the configuration's, then to
-    ``<data.dir>/collector.sqlite`` and ``<data.dir>/collector.key``.
+    ``<data.dir>/collector.sqlite`` and ``<data.dir>/collector.key``; the key
+    that opens sealed applicant fields sits beside the latter (``collector-seal.key``).
     """
 
     def __init__(self, config: CollectorConfig, *, database: Path | None = None, secret_file: Path | None = None,
@@ -99,6 +102,7 @@ class Collector:
         self._stop = threading.Event()
         self._generation = 0
         self._store: Store | None = None
+        self._seal_key: SealKey | None = None
         self._link: MqttLink | None = None
         self._worker: threading.Thread | None = None
         self._beat = time.monotonic()
@@ -114,6 +118,7 @@ class Collector:
         if self._worker is not None:
             return
         key = load_or_create_key(self.secret_file)
+        self._seal_key = SealKey.load_or_create(seal_key_path(self.secret_file))
         # The worker thread owns the connection from here on.
         self._store = Store.open(self.database, self.profile, key, check_same_thread=False)
         self._link = MqttLink(self._link_settings(), self._on_message, self._on_connection)
@@ -122,14 +127,15 @@ class Collector:
         self._worker = threading.Thread(target=self._work, name="collector-worker", daemon=True)
         self._worker.start()
         self._link.start()
-        log.info("collector %s started on %s (database %s)", self.config.collector.id, self.topics.prefix,
-                 self.database)
+        log.info("collector %s started on %s as MQTT client %s (database %s)", self.config.collector.id,
+                 self.topics.prefix, self._link.settings.client_id, self.database)
 
     def _link_settings(self) -> LinkSettings:
         broker = self.config.broker
         # A persistent session with manual acks: what was not acknowledged
         # after its commit is delivered again, even across a restart.
-        return LinkSettings(host=broker.host, port=broker.port, client_id=self.config.collector.id,
+        return LinkSettings(host=broker.host, port=broker.port,
+                            client_id=mqtt_client_id(broker.cert_file, self.config.collector.id),
                             keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
                             clean_start=False, manual_ack=True, backoff_max_s=broker.reconnect_max_s,
                             tls=tls_from(broker.ca_file, broker.cert_file, broker.key_file))
@@ -332,11 +338,13 @@ class Collector:
         except ProtocolError as err:
             log.warning("cases message refused: %s", err)
             return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, error=str(err))))]
-        results = self._store.add_cases(message.cases, item.received_at)
-        self._keep_phones(message.cases, results)
+        assert self._seal_key is not None
+        cases, unopened = open_cases(message.cases, self._seal_key)  # sealed fields; a failure rejects its case
+        results = self._store.add_cases(cases, item.received_at)
+        self._keep_phones(cases, results)
         if self._real_name_upstream:
-            Identities(self._store).keep(message.cases, results, item.received_at)
-        return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, results=results)))]
+            Identities(self._store).keep(cases, results, item.received_at)
+        return [(self.topics.cases_ack, encode(CasesAckMessage(v=1, results=[*results, *unopened])))]
 
     def _keep_phones(self, cases: list[CaseRecord], results: list[CaseResult]) -> None:
         """Keep the applicant's phone (encrypted, for the reminder SMS) of every case just stored."""

@@ -12,6 +12,11 @@ client address (an IPv6 client by its /64, which one subscriber holds whole),
 and per case once the receipt QR's signature checks out;
 over a budget the page answers 429 with Retry-After. Client addresses are
 counted, never logged.
+
+Memory is bounded before any of that: a body is refused 413 by its
+Content-Length before a byte of it is read, and a body without one (chunked) is
+read with a hard cap (:class:`BodyLimit`); uvicorn answers 503 beyond
+``web.max_connections`` and 400 to a header block over ``web.max_header_bytes``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hcp.collector import webpage
 from hcp.collector.channels import CaseState, Channels, Entry
@@ -47,7 +53,6 @@ from hcp.ui.exc import TokenError, TokenProblem
 from hcp.ui.receipt import verify
 
 log = logging.getLogger("hcp.collector.web")
-_MAX_BODY = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,67 @@ class PageSettings:
     window_names: dict[str, str] = field(default_factory=dict)  # "hall/window" -> name
     limit_per_address: str = "300/minute"  # limits notation, as web.limit_per_address
     limit_per_case: str = "20/minute"
+    max_body_bytes: int = 16 * 1024  # web.max_body_bytes: a form is a few hundred bytes
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What uvicorn itself bounds (web.max_connections, web.max_header_bytes)."""
+
+    max_connections: int = 100
+    max_header_bytes: int = 16 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A request body over web.max_body_bytes; answered 413 without reading the rest."""
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a body over ``max_bytes`` by its Content-Length before reading it, and stop
+    reading one without a length (chunked) as soon as it passes the cap, so no request can make the
+    process hold more than ``max_bytes`` of body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _declared_length(scope) > self.max_bytes:
+            await _too_large(scope, send)
+            return
+        await self.app(scope, self._capped(receive), send)
+
+    def _capped(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge(f"request body over {self.max_bytes} bytes")
+            return message
+
+        return capped
+
+
+def _declared_length(scope: Scope) -> int:
+    """The Content-Length a request declares; 0 when it declares none (uvicorn refuses a malformed one)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.strip().isdigit() else 0
+    return 0
+
+
+async def _too_large(scope: Scope, send: Send) -> None:
+    await _body_too_large(None, BodyTooLarge())(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
 
 
 class Throttled(Exception):
@@ -241,9 +307,7 @@ def create_app(page: RatingPage) -> Starlette:
 
     async def post_page(request: Request) -> Response:
         page.budgets.take("address", _client(request))
-        body = await request.body()
-        if len(body) > _MAX_BODY:
-            return PlainTextResponse("too large", status_code=413)
+        body = await request.body()  # capped by BodyLimit
         fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         return _html(*await run_in_threadpool(page.submit, request.path_params["case_id"], fields))
 
@@ -253,8 +317,10 @@ def create_app(page: RatingPage) -> Starlette:
     routes = [Route("/r/{case_id}", get_page, methods=["GET"]), Route("/r/{case_id}", post_page, methods=["POST"]),
               Route("/healthz", health)]
     # Throttled, from the address budget here or a case's in the page, is answered 429 wherever it is raised.
-    return Starlette(routes=routes, middleware=[Middleware(GZipMiddleware, minimum_size=500)],
-                     exception_handlers={Throttled: _too_many})
+    middleware = [Middleware(BodyLimit, max_bytes=page.settings.max_body_bytes),
+                  Middleware(GZipMiddleware, minimum_size=500)]
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={Throttled: _too_many, BodyTooLarge: _body_too_large})
 
 
 def _client(request: Request) -> str:
@@ -276,6 +342,11 @@ def _too_many(_request: Request, over: Exception) -> HTMLResponse:
     return response
 
 
+def _body_too_large(_request: Request | None, _over: Exception) -> PlainTextResponse:
+    # Connection: close, so uvicorn drops the connection instead of waiting for the unread body.
+    return PlainTextResponse("请求内容过大", status_code=413, headers={"Connection": "close"})
+
+
 def _html(status: int, title: str, body: str) -> HTMLResponse:
     nonce = secrets.token_urlsafe(12)
     headers = {
@@ -292,15 +363,21 @@ class WebServer:
     """uvicorn serving the page in a background thread; ``close()`` stops it and is safe twice."""
 
     def __init__(self, app: Starlette, host: str, port: int,
-                 trusted_proxies: Sequence[str] = DEFAULT_TRUSTED_PROXIES) -> None:
+                 trusted_proxies: Sequence[str] = DEFAULT_TRUSTED_PROXIES,
+                 limits: ServerLimits = ServerLimits()) -> None:
         import uvicorn
 
         # X-Forwarded-For is believed from these proxies only; uvicorn then gives the client's address
         # as request.client. Empty: the header is never believed.
         trusted = list(trusted_proxies)
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                     access_log=False, lifespan="off", proxy_headers=bool(trusted),
-                                                     forwarded_allow_ips=trusted or None))
+        # h11 explicitly: its max_incomplete_event_size is what bounds the header block (httptools, if it
+        # were installed and picked by "auto", has no such setting). limit_concurrency answers 503 beyond
+        # that many connections, each of which holds at most uvicorn's 64 KiB read buffer of body.
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                                proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None, http="h11",
+                                limit_concurrency=limits.max_connections,
+                                h11_max_incomplete_event_size=limits.max_header_bytes)
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> None:

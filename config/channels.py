@@ -43,6 +43,17 @@ class WebSection(_Section):
         "whose X-Forwarded-For names the client; from any other address the header is ignored, so a "
         "client cannot dodge its limit by writing one. Empty: trust no proxy.",
         examples=[["127.0.0.1", "10.20.0.0/24"]])
+    max_body_bytes: int = Field(
+        16 * 1024, ge=1024, le=1024 * 1024, description="Largest request body the page reads (the rating form "
+        "is a few hundred bytes). A larger one is refused 413 by its Content-Length before it is read; one "
+        "without a length (chunked) is cut off at this size.", examples=[16384])
+    max_connections: int = Field(
+        100, ge=1, le=10_000, description="Connections and requests the page serves at once; beyond it uvicorn "
+        "answers 503. Each connection holds at most this many bytes of body plus a 64 KiB read buffer, so this "
+        "bounds the page's memory.", examples=[100])
+    max_header_bytes: int = Field(
+        16 * 1024, ge=4096, le=1024 * 1024, description="Largest request line plus headers; a larger header "
+        "block is answered 400 before it is buffered further.", examples=[16384])
 
     @field_validator("limit_per_address", "limit_per_case")
     @classmethod

@@ -41,7 +41,8 @@ class BrokerSection(_Section):
         None, description="The device CA certificate; set it to connect over TLS (production, port 8883).",
         examples=["/etc/hcp/pki/ca.crt"])
     cert_file: Path | None = Field(
-        None, description="This client's certificate (CN = device id, or collector / operator / business).",
+        None, description="This client's certificate (CN = device id, or collector / operator / business); "
+        "its CN is also the MQTT client id (the broker enforces it: use_username_as_clientid).",
         examples=["/etc/hcp/pki/hall01-w03.crt"])
     key_file: Path | None = Field(
         None, description="This client's private key; a secret: mode 0600, owned by the service user.",
@@ -145,7 +146,9 @@ class AgentConfig(_Section):
 
 
 class CollectorSection(_Section):
-    id: str = Field("collector", description="The collector's MQTT client id.", examples=["collector-1"])
+    id: str = Field("collector", description="The collector's name in logs, and its MQTT client id without a "
+                    "client certificate (with one, the certificate's CN is the client id).",
+                    examples=["collector-1"])
     database: Path | None = Field(None, description="SQLite file; default <data.dir>/collector.sqlite.",
                                   examples=["/var/lib/hcp/collector.sqlite"])
     secret_file: Path | None = Field(

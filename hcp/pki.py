@@ -11,7 +11,8 @@ terminal)::
 
 A terminal's certificate has CN = its device id; with Mosquitto's
 ``use_identity_as_username`` the CN is the MQTT username the ACL's ``%u``
-patterns use. Service identities (collector, business, operator) are names the
+patterns use, and with ``use_username_as_clientid`` also the client id, so no
+client can take another's connection or session. Service identities (collector, business, operator) are names the
 ACL grants more: they can never be issued to a terminal.
 """
 
@@ -237,6 +238,12 @@ class Pki:
         tmp = self.dir / "index.json.tmp"
         tmp.write_text(json.dumps(index, indent=1, sort_keys=True), "utf-8")
         os.replace(tmp, self.dir / "index.json")
+
+
+def mqtt_client_id(cert_file: Path | None, default: str) -> str:
+    """The MQTT client id of a client holding ``cert_file``: its CN, which is what the production broker
+    uses whatever the client asks (``use_username_as_clientid``); ``default`` without a certificate."""
+    return certificate_cn(cert_file) if cert_file is not None else default
 
 
 def certificate_cn(path: Path) -> str:

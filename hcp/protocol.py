@@ -49,6 +49,8 @@ RATING_ID_CHARS = "0-9a-fA-F-"
 
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=f"^[{IDENT_CHARS}]+$")]
 Text = Annotated[str, StringConstraints(max_length=200)]
+#: A value sealed to the collector (hcp.collector.sealing): base64 of HPKE enc || ciphertext.
+Sealed = Annotated[str, StringConstraints(min_length=64, max_length=1024, pattern=r"^[A-Za-z0-9+/]+={0,2}$")]
 
 
 def _exact_version(value: object) -> object:
@@ -177,6 +179,9 @@ class CaseRecord(_Message):
     applicant_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     #: The applicant's mobile number, only for the reminder SMS; the collector keeps it encrypted.
     applicant_phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{6,15}$")] | None = None
+    #: The same two, sealed to the collector's public key (HPKE, docs/protocol.md); give a field plain or sealed.
+    applicant_id_sealed: Sealed | None = None
+    applicant_phone_sealed: Sealed | None = None
     completed_at: Moment
     # What the provincial platform's formats need (docs/upstream.md); all optional.
     #: The applicant's name, kept sealed and sent only where the upstream preset is real-name.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+
+import pytest
 
 from hcp.cli import main
 from hcp.collector.lifecycle import Lifecycle
@@ -20,14 +23,20 @@ def _month(tmp_path):
         return play_month("ordos", store, Lifecycle(store))
 
 
-def test_followup_commands(tmp_path, capsys):
+def test_followup_commands(tmp_path, capsys, monkeypatch):
     _month(tmp_path)
     db = ["--data-dir", str(tmp_path), "--policy", "ordos"]
     assert main(["followup", "close", "1", "--by", "fu1", *db]) == 2
     err = capsys.readouterr().err
     assert "is open: cannot close" in err and err.count("\n") == 1
     assert main(["followup", "contact", "1", "--by", "fu1", "--note", "called", "--at", "2025-05-13T09:00", *db]) == 0
-    assert main(["followup", "set-contact", "1", "13800000000", *db]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("13800000000\n"))  # never on argv: the process list shows it
+    assert main(["followup", "set-contact", "1", *db]) == 0
+    with pytest.raises(SystemExit):  # a number on the command line is refused, not stored
+        main(["followup", "set-contact", "2", "13900000000", *db])
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["followup", "set-contact", "2", *db]) == 2
+    assert "contact: nothing on standard input" in capsys.readouterr().err
     assert main(["followup", "list", "--overdue", "--json", "--at", "2025-06-20T00:00", *db]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [f["id"] for f in listed] == [2, 3, 4] and all("13800000000" not in json.dumps(f) for f in listed)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from hcp.agent.runtime import Agent
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.service import Collector
 from hcp.collector.store import Store
-from hcp.config.schema import CollectorConfig
+from hcp.config.schema import AgentConfig, CollectorConfig
 from hcp.domain import now_cst
 from hcp.pki import Pki, PkiError
 from hcp.protocol import AckMessage, PromptMessage, Rating, RatingMessage, Topics, decode, encode
@@ -77,12 +78,15 @@ def collector(tmp_path, tls_broker, pki) -> Iterator[Collector]:
 class Client:
     """A test MQTT client holding one identity's certificate (or none)."""
 
-    def __init__(self, broker: TlsBroker, pki: Pki, name: str | None, *topics: str, ca: Path | None = None) -> None:
+    def __init__(self, broker: TlsBroker, pki: Pki, name: str | None, *topics: str, ca: Path | None = None,
+                 client_id: str | None = None, session_expiry_s: int = 0) -> None:
         self.heard: queue.Queue[Incoming] = queue.Queue()
         tls = TlsSettings(ca or pki.ca_cert_path, pki.cert_path(name) if name else None,
                           pki.key_path(name) if name else None)
-        self.link = MqttLink(LinkSettings("127.0.0.1", broker.port, f"c-{uuid.uuid4().hex[:8]}", clean_start=True,
-                                          session_expiry_s=0, backoff_max_s=0.5, tls=tls), self.heard.put)
+        settings = LinkSettings("127.0.0.1", broker.port, client_id or f"c-{uuid.uuid4().hex[:8]}",
+                                clean_start=not session_expiry_s, session_expiry_s=session_expiry_s,
+                                backoff_max_s=0.5, tls=tls)
+        self.link = MqttLink(settings, self.heard.put)
         for topic in topics:
             self.link.subscribe(topic)
         self.link.start()
@@ -190,6 +194,69 @@ def test_binding_and_registration_with_tls_identities(tls_broker, pki, collector
     finally:
         a.close()
         stranger.close()
+
+
+def test_a_terminal_cannot_take_the_collectors_client_id(tls_broker, pki, collector):
+    """A's certificate asking for client id "collector": the broker makes it h1-w1, so the collector is
+    never knocked off, and A and B both keep getting their ratings answered."""
+    drops = collector._generation  # counts the collector's lost connections
+    a = Client(tls_broker, pki, "h1-w1", T.ack("h1-w1"), client_id="collector")
+    b = Client(tls_broker, pki, "h1-w2", T.ack("h1-w2"), client_id="h1-w2")
+    try:
+        assert a.link.wait_connected(WAIT_S) and b.link.wait_connected(WAIT_S)
+        time.sleep(0.3)
+        for _ in range(5):
+            for client, device, window in ((a, "h1-w1", "w1"), (b, "h1-w2", "w2")):
+                sent = rating_message(device, window)
+                client.link.publish(T.rating(device), encode(sent), wait_s=WAIT_S)
+                assert ack_of(client).results[0].rating_id == sent.ratings[0].rating_id
+            time.sleep(0.2)
+        assert collector._generation == drops
+        assert collector.wait_connected(0)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_terminal_cannot_take_another_terminals_session(tls_broker, pki, collector):
+    """A prompt queued in B's persistent session while B is away survives A connecting with B's
+    client id and a clean start (which would have thrown B's session away)."""
+    b = Client(tls_broker, pki, "h1-w2", T.prompt("h1-w2"), client_id="h1-w2", session_expiry_s=300)
+    business = Client(tls_broker, pki, "business")
+    try:
+        assert b.link.wait_connected(WAIT_S) and business.link.wait_connected(WAIT_S)
+        time.sleep(0.3)
+        b.close()  # away: its session keeps its subscription and queues for it
+        prompt = PromptMessage(v=1, prompt_id="p-away", case_ids=["C1"], item_code="I1", item_name="营业执照",
+                               clerk_id="E1")
+        business.link.publish(T.prompt("h1-w2"), encode(prompt), wait_s=WAIT_S)
+        a = Client(tls_broker, pki, "h1-w1", client_id="h1-w2")  # clean start, no session
+        assert a.link.wait_connected(WAIT_S)
+        time.sleep(0.5)
+        a.close()
+        b = Client(tls_broker, pki, "h1-w2", client_id="h1-w2", session_expiry_s=300)
+        heard = b.heard.get(timeout=WAIT_S)
+        assert heard.topic == T.prompt("h1-w2") and decode(PromptMessage, heard.payload).prompt_id == "p-away"
+    finally:
+        b.close()
+        business.close()
+
+
+def test_shipped_clients_use_their_certificates_cn_as_client_id(tmp_path, pki, collector):
+    assert collector._link.settings.client_id == "collector"
+    config = CollectorConfig.model_validate({
+        "collector": {"id": "collector-1"},
+        "broker": {"host": "127.0.0.1", "port": 1, "ca_file": str(pki.ca_cert_path),
+                   "cert_file": str(pki.cert_path("collector")), "key_file": str(pki.key_path("collector"))},
+        "data": {"dir": str(tmp_path / "other")}, "policy": {"preset": "ulanqab"}})
+    assert Collector(config)._link_settings().client_id == "collector"  # the CN, not collector.id
+    terminal = AgentConfig.model_validate({
+        "device": {"id": "h1-w1", "hall_id": "h1", "window_id": "w1"},
+        "broker": {"host": "127.0.0.1", "port": 1, "ca_file": str(pki.ca_cert_path),
+                   "cert_file": str(pki.cert_path("h1-w1")), "key_file": str(pki.key_path("h1-w1"))},
+        "data": {"dir": str(tmp_path / "agent")}})
+    with Agent(terminal, []) as agent:
+        assert agent.link.settings.client_id == "h1-w1"
 
 
 def test_pki_refuses_service_names_and_reissue(pki):

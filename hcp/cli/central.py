@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_export(subparsers)
     _register_cases(subparsers)
     _register_prompt(subparsers)
+    _register_seal_key(subparsers)
 
 
 # ---- collector -----------------------------------------------------------------
@@ -233,6 +234,8 @@ def _register_cases(subparsers: argparse._SubParsersAction) -> None:
         description="Publish case records on {prefix}/cases. FILE holds JSON lines, each one case record as "
         "in docs/protocol.md; '-' reads stdin. Prints the collector's answer per case.")
     p.add_argument("file", help="JSON-lines file of case records, or -")
+    p.add_argument("--seal", metavar="PUBLIC_KEY", help="seal applicant_id and applicant_phone to this collector "
+                   "public key (base64, from 'hcp seal-key' on the collector) before sending")
     p.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT", help="MQTT broker")
     p.add_argument("--prefix", default="hcp/v1", help="topic prefix (default hcp/v1)")
     p.add_argument("--timeout", type=float, default=10, help="seconds to wait for the answer")
@@ -280,6 +283,8 @@ def send_cases(args: argparse.Namespace) -> int:
             cases.append(CaseRecord.model_validate_json(line))
         except ValueError as err:
             raise HcpError(f"{args.file}:{number}: not a case record ({str(err).splitlines()[1:2]})") from None
+    if args.seal:
+        cases = [_sealed(case, args.seal) for case in cases]
     topics = Topics(args.prefix)
     answers: queue.Queue = queue.Queue()
     with _link(args.broker, f"hcp-cases-{uuid.uuid4().hex[:8]}", answers.put) as link:
@@ -295,6 +300,49 @@ def send_cases(args: argparse.Namespace) -> int:
     for result in reply.results:
         print(f"{result.case_id}\t{result.outcome}\t{result.reason}")
     return 0 if all(r.outcome != "rejected" for r in reply.results) else 1
+
+
+def _sealed(case, public_key: str):  # CaseRecord -> CaseRecord
+    """``case`` with its plain applicant fields sealed to ``public_key``, as a business system sends them."""
+    import base64
+    import binascii
+
+    from hcp.collector.sealing import FIELDS, seal
+
+    try:
+        key = base64.b64decode(public_key, validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 32:
+        raise HcpError("--seal: expected the collector's public key as printed by 'hcp seal-key' (base64, 32 bytes)")
+    update = {}
+    for field in FIELDS:
+        if getattr(case, field) is not None:
+            update[field], update[f"{field}_sealed"] = None, seal(getattr(case, field), field, case.case_id, key)
+    return case.model_copy(update=update)
+
+
+def _register_seal_key(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "seal-key", help="print the public key business systems seal applicant ids and phones to",
+        description="Print the collector's X25519 public key, to which business systems seal applicant_id and "
+        "applicant_phone of case records (docs/protocol.md, 'Sealed applicant fields'), so the broker never "
+        "holds them in the clear. The key pair is created beside the pseudonym key on first use; the private "
+        "half never leaves it.")
+    add_config_flags(p)
+    p.add_argument("--pem", action="store_true", help="print it as SubjectPublicKeyInfo PEM (Java: "
+                   "X509EncodedKeySpec, algorithm XDH) instead of raw base64")
+    p.set_defaults(func=print_seal_key)
+
+
+def print_seal_key(args: argparse.Namespace) -> int:
+    import base64
+
+    from hcp.collector.sealing import SealKey, seal_key_path
+
+    key = SealKey.load_or_create(seal_key_path(collector_config(args).key_path))
+    print(key.public_pem.strip() if args.pem else base64.b64encode(key.public_bytes).decode("ascii"))
+    return 0
 
 
 def send_prompt(args: argparse.Namespace) -> int:

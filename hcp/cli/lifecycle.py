@@ -122,10 +122,11 @@ def _register_followup(subparsers: Sub) -> None:
         _at(step)
         step.set_defaults(func=followup_step, action=action)
     contact = _parser(sub, "set-contact", "keep the rater's contact for the follow-up staff (encrypted)",
-                      "Store the rater's phone or address for the follow-up staff, encrypted under the "
-                      "collector key. It is shown only by 'hcp followup show --contact'.")
+                      "Read the rater's phone or address from standard input (never from the command line, "
+                      "where it would show in the process list and shell history) and store it for the "
+                      "follow-up staff, encrypted under the collector key. It is shown only by "
+                      "'hcp followup show --contact'.")
     contact.add_argument("followup_id", type=int, help="the follow-up's number")
-    contact.add_argument("contact", help="phone number or address")
     contact.set_defaults(func=set_contact)
     show = _parser(sub, "show", "show one follow-up (the contact only with --contact)",
                    "One follow-up with its deadlines; --contact adds the rater's contact, for the follow-up "
@@ -162,9 +163,13 @@ def followup_step(args: argparse.Namespace) -> int:
 
 
 def set_contact(args: argparse.Namespace) -> int:
+    contact = sys.stdin.readline().strip()
+    if not contact:
+        raise HcpError("contact: nothing on standard input; pipe the phone or address in "
+                       "(never on the command line)")
     store, lifecycle = _lifecycle(args)
     with store:
-        lifecycle.set_contact(args.followup_id, args.contact)
+        lifecycle.set_contact(args.followup_id, contact)
     print(f"follow-up {args.followup_id}: contact kept (encrypted)")
     return 0
 
