@@ -90,8 +90,12 @@ class DataSection(_Section):
 class TimingSection(_Section):
     prompt_timeout_s: float = Field(60, gt=0, description="A prompt expires unrated after this long.",
                                     examples=[60])
-    response_interval_s: float = Field(1.0, ge=0, description="Presses this soon after an accepted press "
-                                       "are ignored.", examples=[1.0])
+    response_interval_s: float = Field(1.0, ge=0, description="A star key bouncing into the next question: "
+                                       "a star this soon after an accepted press, and any press this soon "
+                                       "after the star that changed the screen, is ignored.", examples=[1.0])
+    key_bounce_s: float = Field(0.15, ge=0, description="Reason, submit and skip keys are each debounced on "
+                                "their own over this (key-bounce scale: ticking reasons quickly counts).",
+                                examples=[0.15])
     reasons_timeout_s: float = Field(20, gt=0, description="The reasons screen gives up after this long.",
                                      examples=[20])
     hall_timeout_s: float = Field(20, gt=0, description="The hall question gives up after this long.",
