@@ -19,6 +19,7 @@ from hcp.cli.common import (
     service_notifier,
     stop_on_signals,
 )
+from hcp.cli.display import china_time, table
 from hcp.exc import HcpError
 
 
@@ -179,14 +180,14 @@ def list_devices(args: argparse.Namespace) -> int:
         for h in health:
             print(json.dumps(h.__dict__, ensure_ascii=False))
         return 0
-    print(f"{'device':<16} {'hall':<10} {'window':<7} {'state':<7} {'outbox':>6} {'version':<8} {'clock':<6} "
-          f"{'cfg':>3}  {'last seen':<25} alerts")
+    rows = []
     for h in health:
         clock = "-" if h.clock_synced is None else ("ok" if h.clock_synced else "UNSYNC")
-        print(f"{h.device_id:<16} {h.hall_id:<10} {h.window_id:<7} {'online' if h.online else 'OFFLINE':<7} "
-              f"{'-' if h.outbox_depth is None else h.outbox_depth:>6} {h.version or '-':<8} {clock:<6} "
-              f"{'-' if h.settings_version is None else h.settings_version:>3}  {h.last_seen or '-':<25} "
-              f"{'; '.join(h.alerts)}")
+        rows.append((h.device_id, h.hall_id, h.window_id, "online" if h.online else "OFFLINE", h.outbox_depth,
+                     h.version, clock, h.settings_version, china_time(h.last_seen, seconds=True),
+                     "; ".join(h.alerts)))
+    print(table(("device", "hall", "window", "state", "outbox", "version", "clock", "cfg",
+                 "last seen (China time)", "alerts"), rows, right=(4, 7)))
     return 0
 
 

@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from hcp.cli.display import china_time
 from hcp.exc import HcpError
 
 UNITS = Path(__file__).resolve().parent.parent.parent / "systemd"
@@ -235,14 +236,15 @@ def show_status(args: argparse.Namespace) -> int:
     status = facts.get("status", {})
     link = {True: "connected", False: "DISCONNECTED", None: "unknown"}[facts.get("link_up")]
     for label, value in (("outbox depth", facts.get("outbox_depth", 0)),
-                         ("oldest unsent", facts.get("oldest_unsent_at") or "-"),
-                         ("last ack", facts.get("last_ack_at") or facts.get("last_outcome_at") or "-"),
+                         ("oldest unsent", china_time(facts.get("oldest_unsent_at"), seconds=True)),
+                         ("last ack", china_time(facts.get("last_ack_at") or facts.get("last_outcome_at"),
+                                                 seconds=True)),
                          ("broker", f"{facts.get('broker', '-')} {link}"),
                          ("clock", {True: "synchronised", False: "NOT synchronised"}.get(status.get("clock_synced"),
                                                                                           "unknown")),
                          ("settings", status.get("settings_version", "-")),
                          ("version", f"{__version__} (agent reported {status.get('version', '-')})"),
-                         ("as of", facts.get("written_at", "-"))):
+                         ("as of", china_time(facts.get("written_at"), seconds=True) + " (China time)")):
         print(f"{label:<14} {value}")
     if facts.get("note"):
         print(facts["note"])
