@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -20,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--outage", type=float, default=6.0, help="seconds the broker is down midway (default 6)")
     p.add_argument("--policy", default="ulanqab", help="policy preset (default ulanqab: hall rating, batches)")
     p.add_argument("--seed", type=int, default=7, help="random seed of the citizens")
-    p.add_argument("--workdir", type=Path, help="keep databases and logs here (default: a temporary directory)")
+    p.add_argument("--workdir", type=Path, help="keep databases and logs here (default: a temporary directory, "
+                   "removed at the end unless --keep)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary work directory (databases, logs)")
     p.add_argument("--touch", action=argparse.BooleanOptionalAction, default=None,
                    help="show window 1's touchscreen in a desktop window (default: when a display exists)")
     p.set_defaults(func=run_demo)
@@ -40,7 +45,26 @@ def run_demo(args: argparse.Namespace) -> int:
                                 outage_s=args.outage, policy=args.policy, seed=args.seed, show_touch=touch)
         return HallDemo(settings).run()
 
-    if args.workdir:
-        return demo(args.workdir)
-    with tempfile.TemporaryDirectory(prefix="hcp-demo-") as tmp:
-        return demo(Path(tmp))
+    with demo_workdir(args.workdir, keep=args.keep) as workdir:
+        return demo(workdir)
+
+
+@contextmanager
+def demo_workdir(chosen: Path | None, *, keep: bool = False) -> Iterator[Path]:
+    """The demo's work directory, said where it is at the start and what became of it at the end.
+
+    A directory given by the user is always kept; a temporary one is removed unless ``keep``.
+    """
+    path = chosen or Path(tempfile.mkdtemp(prefix="hcp-demo-"))
+    if chosen is not None or keep:
+        print(f"work directory: {path} (databases and logs; kept afterwards)", flush=True)
+    else:
+        print(f"work directory: {path} (databases and logs; removed at the end, --keep keeps it)", flush=True)
+    try:
+        yield path
+    finally:
+        if chosen is None and not keep:
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"removed the work directory {path}", flush=True)
+        else:
+            print(f"kept the work directory {path}", flush=True)
