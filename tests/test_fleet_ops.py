@@ -190,6 +190,55 @@ def test_provision_interactive_re_asks_and_takes_defaults(pki, tmp_path, capsys,
     assert config.policy.preset == "henan" and config.frontend.kinds == ["sim"]
 
 
+def test_provision_installs_the_receipt_key_or_says_there_is_none(pki, tmp_path, capsys):
+    key = tmp_path / "receipt.key"
+    key.write_text("a-receipt-key-shared-with-the-page\n")
+    touch = ["--non-interactive", "--device-id", "t1", "--hall-id", "h1", "--window-id", "w1", "--frontend", "touch"]
+    url = "https://rate.example.gov.cn/r/{case_id}?t={token}"
+    assert main(["provision", *touch, "--receipt-key-file", str(key), "--receipt-url", url,
+                 *_provision_flags(pki, tmp_path)]) == 0
+    config = load_config(AgentConfig, tmp_path / "etc" / "agent.toml")
+    assert config.receipt.url_template == url and config.receipt.load_key() == b"a-receipt-key-shared-with-the-page"
+    assert config.receipt.key_file == tmp_path / "etc" / "pki" / "receipt.key"
+    assert (config.receipt.key_file.stat().st_mode & 0o777) == 0o600
+    assert main(["provision", *touch, *_provision_flags(pki, tmp_path)]) == 0  # no key: receipts off, said so
+    assert load_config(AgentConfig, tmp_path / "etc" / "agent.toml").receipt.enabled is False
+
+
+def test_selftest_says_when_the_screen_would_show_no_receipt_qr(tmp_path, broker):
+    def receipt_step(receipt: dict) -> tuple[str, str]:
+        config = _agent_config(tmp_path, broker, frontend={"kinds": ["touch"]}, receipt=receipt)
+        [step] = SelfTest(config, [], interactive=False).check_receipt()
+        return step.result, step.detail
+
+    result, detail = receipt_step({})
+    assert result == "FAIL" and "no receipt.key_file or key" in detail
+    assert receipt_step({"enabled": False})[0] == "PASS"
+    assert receipt_step({"key": "k" * 32}) == ("PASS", "QR to https://hcp.example.gov.cn/r/{case_id}?t={token}")
+
+
+def test_receipt_prints_a_url_the_page_accepts(tmp_path, capsys):
+    from urllib.parse import parse_qs, urlsplit
+
+    from hcp.ui.receipt import verify
+
+    config = tmp_path / "collector.toml"
+    (tmp_path / "receipt.key").write_text("a-receipt-key-shared-with-the-page")
+    (tmp_path / "receipt.key").chmod(0o600)
+    config.write_text(f'[data]\ndir = "{tmp_path}"\n[receipt]\nkey_file = "{tmp_path / "receipt.key"}"\n'
+                      'url_template = "https://rate.example.gov.cn/r/{case_id}?t={token}"\n')
+    assert main(["receipt", "C-2026/1", "-c", str(config), "--at", "2026-03-09T15:20"]) == 0
+    out, err = capsys.readouterr()
+    url = urlsplit(out.strip())
+    assert url.path == "/r/C-2026%2F1" and "valid until 2026-03-16 15:20 (China time)" in err
+    token = parse_qs(url.query)["t"][0]
+    assert verify(token, "C-2026/1", b"a-receipt-key-shared-with-the-page", 1773040800 + 60) == 1773040800 + 7 * 86400
+    config.write_text(f'[data]\ndir = "{tmp_path}"\n')
+    assert main(["receipt", "C1", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "receipt: no key_file or key" in err and err.count("\n") == 1
+
+
 # ---- self-test and status --------------------------------------------------------
 
 def _agent_config(tmp_path: Path, broker, **extra) -> AgentConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from collections.abc import Iterator
@@ -200,3 +201,10 @@ def test_from_config(tmp_path: Path) -> None:
         drawn = [item.text for item in screen.frame.texts]
         assert "③勤政廉洁" in drawn and "按键①–③选择，⑤提交" in drawn
         assert screen.state.hall_name == "某大厅" and screen.state.tech.device_id == "hall01-w03"
+
+
+def test_receipts_on_without_a_key_are_logged_not_silent(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="hcp.ui.touch"), TouchScreen(
+            DisplaySection(fullscreen=False), ReceiptSection(), VoiceSection(enabled=False)):
+        pass
+    assert "no receipt.key_file or key" in caplog.text

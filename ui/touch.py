@@ -59,6 +59,9 @@ class TouchScreen:
         receipt = receipt or ReceiptSection()
         key = receipt.load_key()
         self._receipts = ReceiptMaker(receipt.url_template, key, receipt.valid_s) if key else None
+        if receipt.enabled and key is None:
+            log.warning("receipt.enabled but no receipt.key_file or key: the thanks and expired screens show no "
+                        "QR (set the key shared with the rating page, or receipt.enabled = false)")
         self._fonts = fonts or Fonts.find(self.display.font_file, self.display.font_index)
         self._voice = Voice(voice)
         self._dimensions = tuple(dimensions)

@@ -112,7 +112,11 @@ _FLAGS = {"device_id": "this terminal's device id", "hall_id": "hall id", "windo
           "policy": "policy preset", "display_size": "800x480 or 1024x600",
           "orientation": "landscape or portrait", "volume": "voice volume 0-1", "data_dir": "data directory",
           "serial_port": "button board serial port", "clerk_port": "clerk link serial port",
-          "star_pins": "five BCM pins of the star keys, e.g. '5 6 13 19 26'"}
+          "star_pins": "five BCM pins of the star keys, e.g. '5 6 13 19 26'",
+          "receipt_key_file": "the receipt QR key, the same file as the collector's receipt.key_file (installed "
+          "0600 beside the certificates; without it the touchscreen shows no QR)",
+          "receipt_url": "the receipt QR's URL, with {case_id} and {token}, e.g. "
+          "https://hcp.example.gov.cn/r/{case_id}?t={token} (the collector's [web] page behind your proxy)"}
 
 
 def _register_provision(subparsers: argparse._SubParsersAction) -> None:
