@@ -173,6 +173,11 @@ class FleetSection(_Section):
     outbox_alert_age_s: float = Field(3600, gt=0, description="Alert when a terminal is online but its oldest "
                                       "unsent rating is older than this (the outbox is not draining).",
                                       examples=[3600])
+    crl_file: Path | None = Field(None, description="The broker's CRL (Mosquitto crlfile) whose expiry hcp "
+                                  "devices watches; empty: crl.pem beside broker.ca_file, when there is one.",
+                                  examples=["/etc/hcp/pki/crl.pem"])
+    crl_alert_days: int = Field(30, ge=1, description="Warn in hcp devices when the CRL expires within this "
+                                "many days (past it Mosquitto refuses every client).", examples=[30])
 
 
 class CollectorConfig(_Section):

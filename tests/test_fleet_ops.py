@@ -153,6 +153,37 @@ def test_registration_requests_that_must_fail(pki, tmp_path):
         verify_request(forged, pki.ca_cert_path, pki.crl_path)
 
 
+def test_pki_list_shows_the_broker_and_warns_before_the_crl_expires(tmp_path, capsys):
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    pki.issue_device("t1")
+    pki.issue_broker(["mqtt.hall.local"])
+    assert main(["pki", "--dir", str(pki.dir), "list"]) == 0
+    out, err = capsys.readouterr()
+    rows = [line.split() for line in out.splitlines()[2:4]]
+    assert [(row[0], row[1], row[3]) for row in rows] == [("t1", "device", "valid"),
+                                                          ("mqtt.hall.local", "broker", "valid")]
+    assert rows[1][4] > "2035-"  # the broker's certificate and when it runs out (ten years)
+    assert "CRL " in out and err == ""
+    pki.write_crl(days=10)
+    assert main(["pki", "--dir", str(pki.dir), "list"]) == 0
+    assert "WARNING: the CRL" in capsys.readouterr().err
+
+
+def test_devices_warns_when_the_brokers_crl_runs_out(tmp_path, capsys):
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[data]\ndir = "{tmp_path}"\n[broker]\nca_file = "{pki.ca_cert_path}"\n')
+    args = ["devices", "-c", str(config)]
+    assert main(args) == 0 and "WARNING" not in capsys.readouterr().err  # a fresh CRL: a year left
+    pki.write_crl(days=3)
+    assert main(args) == 0
+    assert "expires on" in capsys.readouterr().err
+    assert main([*args, "alerts"]) == 1  # monitoring hears of it too
+    assert "Mosquitto will then refuse every client" in capsys.readouterr().out
+
+
 # ---- provisioning ----------------------------------------------------------------
 
 def _provision_flags(pki: Pki, tmp_path: Path) -> list[str]:
@@ -398,7 +429,23 @@ def test_install_service_into_a_root(tmp_path, capsys):
     assert main(["install-service", "agent", "--root", str(tmp_path)]) == 0
     assert (tmp_path / "etc/systemd/system/hcp-agent.service").read_text().startswith("[Unit]")
     assert main(["install-service", "collector", "--dry-run"]) == 0
-    assert "systemctl enable --now hcp-collector.service" in capsys.readouterr().out
+    assert "systemctl enable --now hcp-collector.service hcp-crl.timer" in capsys.readouterr().out
+    assert main(["install-service", "collector", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "etc/systemd/system/hcp-crl.timer").exists()
+
+
+def test_the_crl_timer_verifies_and_re_signs_the_crl(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze missing: run 'make deps' (scripts/install-deps.sh installs systemd)"
+    timer = (ROOT / "systemd" / "hcp-crl.timer").read_text()
+    service = (ROOT / "systemd" / "hcp-crl.service").read_text()
+    assert "OnCalendar=monthly" in timer and "Persistent=true" in timer
+    assert "hcp pki --dir /etc/hcp/pki crl" in service and "try-restart mosquitto.service" in service
+    (tmp_path / "hcp-crl.timer").write_text(timer)
+    (tmp_path / "hcp-crl.service").write_text(service.replace("/opt/hcp/.venv/bin/hcp",
+                                                              str(Path(sys.executable).with_name("hcp"))))
+    result = subprocess.run([analyze, "verify", str(tmp_path / "hcp-crl.timer")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 # ---- logs: no rater identity -----------------------------------------------------

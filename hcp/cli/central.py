@@ -188,7 +188,28 @@ def list_devices(args: argparse.Namespace) -> int:
                      "; ".join(h.alerts)))
     print(table(("device", "hall", "window", "state", "outbox", "version", "clock", "cfg",
                  "last seen (China time)", "alerts"), rows, right=(4, 7)))
+    warning = crl_alert(args)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
+
+
+def crl_alert(args: argparse.Namespace) -> str | None:
+    """A line when the broker's CRL expires soon or has expired (then Mosquitto refuses every client)."""
+    import datetime as dt
+
+    from hcp.pki import PkiError, crl_warning
+
+    config = collector_config(_inherit(args))
+    path = config.fleet.crl_file
+    if path is None:
+        if config.broker.ca_file is None or not (config.broker.ca_file.parent / "crl.pem").exists():
+            return None  # no TLS, or the CRL lives where this host cannot see it
+        path = config.broker.ca_file.parent / "crl.pem"
+    try:
+        return crl_warning(path, dt.datetime.now(dt.UTC), config.fleet.crl_alert_days)
+    except PkiError as err:
+        return str(err)
 
 
 def device_alerts(args: argparse.Namespace) -> int:
@@ -197,6 +218,10 @@ def device_alerts(args: argparse.Namespace) -> int:
         for alert in h.alerts:
             print(f"{h.device_id}\t{h.hall_id}/{h.window_id}\t{alert}")
             found += 1
+    warning = crl_alert(args)
+    if warning:
+        print(f"-\t-\t{warning}")
+        found += 1
     return 1 if found else 0
 
 

@@ -59,7 +59,9 @@ def _register_pki(subparsers: argparse._SubParsersAction) -> None:
     crl = sub.add_parser("crl", help="re-sign the CRL (renew it before it expires)",
                          description="Write a fresh crl.pem valid for a year; run it from a yearly timer.")
     crl.set_defaults(func=lambda a: _pki(a).write_crl() and 0)
-    listing = sub.add_parser("list", help="list issued certificates", description="Every issued certificate.")
+    listing = sub.add_parser("list", help="list issued certificates and the CRL's expiry",
+                             description="Every issued certificate (the broker's too) with its expiry, and the "
+                             "CRL's; a warning when the CRL expires within 30 days.")
     listing.set_defaults(func=pki_list)
 
 
@@ -97,9 +99,20 @@ def pki_revoke(args: argparse.Namespace) -> int:
 
 
 def pki_list(args: argparse.Namespace) -> int:
-    for item in _pki(args).issued():
-        state = f"revoked {item.revoked_at}" if item.revoked_at else "valid"
-        print(f"{item.name}\t{item.kind}\t{item.serial:x}\t{state}")
+    import datetime as dt
+
+    from hcp.cli.display import table
+    from hcp.pki import crl_warning
+
+    pki = _pki(args)
+    rows = [(item.name, item.kind, f"{item.serial:x}",
+             f"revoked {china_time(item.revoked_at)}" if item.revoked_at else "valid", china_time(item.not_after))
+            for item in pki.issued()]
+    print(table(("name", "kind", "serial", "state", "valid until (China time)"), rows))
+    print(f"CRL {pki.crl_path}: valid until {china_time(pki.crl_next_update())} (China time)")
+    warning = crl_warning(pki.crl_path, dt.datetime.now(dt.UTC))
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
 
 
@@ -315,7 +328,8 @@ def _register_install(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "install-service", help="install the systemd unit of the agent or the collector",
         description="Create the hcp user (groups gpio, dialout, video, audio where they exist), the data "
-        "directory, and install systemd/hcp-ROLE.service; then enable and start it. --root installs into "
+        "directory, and install systemd/hcp-ROLE.service (the collector also hcp-crl.service and .timer, which "
+        "re-sign the CRL monthly); then enable and start them. --root installs into "
         "another tree (an image being built, or a test) and skips user and systemctl steps.")
     p.add_argument("role", choices=["agent", "collector"], help="which service")
     p.add_argument("--root", type=Path, default=Path("/"), help="install under this root (default /)")
@@ -330,7 +344,8 @@ def install_service(args: argparse.Namespace) -> int:
     import subprocess
 
     unit = f"hcp-{args.role}.service"
-    target = args.root / "etc/systemd/system" / unit
+    units = [unit, *(("hcp-crl.service", "hcp-crl.timer") if args.role == "collector" else ())]
+    enabled = [unit, *(("hcp-crl.timer",) if args.role == "collector" else ())]
     groups = [g for g in ("gpio", "dialout", "video", "audio", "input", "render") if _group_exists(grp, g)]
     commands = []
     if args.root == Path("/"):
@@ -338,15 +353,18 @@ def install_service(args: argparse.Namespace) -> int:
                      "--user-group", "hcp"],
                     *([["usermod", "-aG", ",".join(groups), "hcp"]] if groups and args.role == "agent" else []),
                     ["install", "-d", "-o", "hcp", "-g", "hcp", "-m", "0750", str(args.data_dir)],
-                    ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", unit]]
+                    ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", *enabled]]
+    folder = args.root / "etc/systemd/system"
     if args.dry_run:
-        print(f"install {UNITS / unit} {target}")
+        for name in units:
+            print(f"install {UNITS / name} {folder / name}")
         for command in commands:
             print(" ".join(command))
         return 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(UNITS / unit, target)
-    print(f"installed {target}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in units:
+        shutil.copyfile(UNITS / name, folder / name)
+        print(f"installed {folder / name}")
     for command in commands:
         result = subprocess.run(command, check=False)
         if result.returncode and command[0] != "useradd":  # useradd fails when the user exists: fine
