@@ -257,6 +257,29 @@ class Pki:
         os.replace(tmp, self.dir / "index.json")
 
 
+def mosquitto_config(pki_dir: Path, out_dir: Path, listener: str = "8883") -> list[Path]:
+    """Write Mosquitto's hcp.conf, hcp-tls.conf and hcp.acl into ``out_dir``; return their paths.
+
+    The shipped files (config/mosquitto/) name /etc/hcp/pki and /etc/mosquitto/conf.d; here the TLS
+    listener points at ``pki_dir`` (ca.crt, broker.crt, broker.key, crl.pem) and at the ACL written
+    beside it, and listens on ``listener`` ("PORT" or "PORT ADDRESS", Mosquitto's notation).
+    """
+    from importlib import resources
+
+    shipped = resources.files("hcp.config") / "mosquitto"
+    pki_dir, out_dir = Path(pki_dir).resolve(), Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    acl = out_dir / "hcp.acl"
+    tls = (shipped / "hcp-tls.conf").read_text("utf-8")
+    tls = (tls.replace("/etc/hcp/pki/", f"{pki_dir}/").replace("/etc/mosquitto/conf.d/hcp.acl", str(acl))
+           .replace("listener 8883", f"listener {listener}"))
+    written = {"hcp.conf": (shipped / "hcp.conf").read_text("utf-8"), "hcp-tls.conf": tls,
+               "hcp.acl": (shipped / "hcp.acl").read_text("utf-8")}
+    for name, text in written.items():
+        (out_dir / name).write_text(text, "utf-8")
+    return [out_dir / name for name in written]
+
+
 def _load_certificate(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(Path(path).read_bytes())

@@ -170,6 +170,22 @@ def test_pki_list_shows_the_broker_and_warns_before_the_crl_expires(tmp_path, ca
     assert "WARNING: the CRL" in capsys.readouterr().err
 
 
+def test_broker_config_points_mosquitto_at_the_chosen_directory(tmp_path, capsys):
+    pki = Pki(tmp_path / "my pki")
+    pki.init()
+    out = tmp_path / "conf.d"
+    assert main(["pki", "--dir", str(pki.dir), "broker-config", str(out)]) == 2
+    assert "no broker.crt, broker.key" in capsys.readouterr().err
+    pki.issue_broker(["mqtt.hall.local"])
+    listener = ["--port", "18883", "--bind", "127.0.0.1"]
+    assert main(["pki", "--dir", str(pki.dir), "broker-config", str(out), *listener]) == 0
+    tls = (out / "hcp-tls.conf").read_text()
+    settings = "".join(line for line in tls.splitlines(keepends=True) if not line.startswith("#"))
+    assert "/etc/" not in settings and f"crlfile {pki.dir.resolve()}/crl.pem" in tls
+    assert "listener 18883 127.0.0.1" in tls and f"acl_file {out.resolve()}/hcp.acl" in tls
+    assert (out / "hcp.acl").exists() and (out / "hcp.conf").exists()
+
+
 def test_devices_warns_when_the_brokers_crl_runs_out(tmp_path, capsys):
     pki = Pki(tmp_path / "pki")
     pki.init()

@@ -51,6 +51,14 @@ def _register_pki(subparsers: argparse._SubParsersAction) -> None:
                             description="Write broker.crt and broker.key for the given host names and addresses.")
     broker.add_argument("hosts", nargs="+", help="host names and IP addresses terminals use to reach the broker")
     broker.set_defaults(func=pki_broker)
+    conf = sub.add_parser("broker-config", help="write Mosquitto's hcp config for this PKI directory",
+                          description="Write hcp.conf, hcp-tls.conf and hcp.acl into OUT_DIR (e.g. "
+                          "/etc/mosquitto/conf.d) with the TLS listener pointing at this --dir's ca.crt, "
+                          "broker.crt, broker.key and crl.pem and at the hcp.acl written beside it.")
+    conf.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where Mosquitto includes them from")
+    conf.add_argument("--port", type=int, default=8883, help="the TLS listener's port (default 8883)")
+    conf.add_argument("--bind", metavar="ADDRESS", help="listen on this address only (default: all)")
+    conf.set_defaults(func=pki_broker_config)
     revoke = sub.add_parser("revoke", help="revoke a certificate and rewrite the CRL",
                             description="Revoke every valid certificate of NAME and rewrite crl.pem; then "
                             "restart Mosquitto so it reads the new CRL.")
@@ -89,6 +97,20 @@ def pki_service(args: argparse.Namespace) -> int:
 
 def pki_broker(args: argparse.Namespace) -> int:
     print(_pki(args).issue_broker(args.hosts))
+    return 0
+
+
+def pki_broker_config(args: argparse.Namespace) -> int:
+    from hcp.pki import mosquitto_config
+
+    pki = _pki(args)
+    missing = [name for name in ("ca.crt", "broker.crt", "broker.key", "crl.pem") if not (pki.dir / name).exists()]
+    if missing:
+        raise HcpError(f"{pki.dir}: no {', '.join(missing)}; run 'hcp pki --dir {pki.dir} init' and "
+                       f"'hcp pki --dir {pki.dir} broker HOST' first")
+    for path in mosquitto_config(pki.dir, args.out_dir, f"{args.port} {args.bind}" if args.bind else str(args.port)):
+        print(f"wrote {path}")
+    print(f"mosquitto reads {pki.dir / 'broker.key'}: chgrp mosquitto it and chmod 0640, then restart mosquitto")
     return 0
 
 
