@@ -11,15 +11,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hcp.config.channels import NotifySection, UpstreamSection, WebSection
-from hcp.config.policy import Profile, load_profile
+from hcp.config.policy import PolicyError, Profile, load_profile, preset_names
 from hcp.config.secrets import merge_secrets, protect
 from hcp.device.settings import ClerkLinkSection, GpioSection, SerialBoardSection
 from hcp.exc import ConfigError
 from hcp.protocol import DEFAULT_PREFIX, IDENT_CHARS
-from hcp.ui.settings import DisplaySection, ReceiptSection, VoiceSection
+from hcp.ui.settings import DisplaySection, ReceiptKeySection, ReceiptSection, VoiceSection
 
 
 class _Section(BaseModel):
@@ -64,6 +64,23 @@ class PolicySection(_Section):
                                       description="Keys that override the preset or file.",
                                       examples=[{"hall_rating": True}])
 
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in preset_names():
+            raise ValueError(f"unknown preset {value!r}; expected one of {', '.join(preset_names())}")
+        return value
+
+    @model_validator(mode="after")
+    def _loads(self) -> PolicySection:
+        # Checked with the rest of the config, so --print-config refuses what the start would, and the
+        # error names the config file (an unknown preset, a bad override, an unreadable policy file).
+        try:
+            self.load()
+        except PolicyError as err:
+            raise ValueError(str(err)) from None
+        return self
+
     def load(self) -> Profile:
         """The profile this section names."""
         preset = None if self.file is not None else self.preset
@@ -80,9 +97,14 @@ class DeviceSection(_Section):
     window_name: str = Field("", description="The window's name shown on the idle screen.", examples=["3号窗口"])
 
 
-class DataSection(_Section):
+class CollectorDataSection(_Section):
     dir: Path = Field(Path("/var/lib/hcp"), description="Directory for the outbox or database.",
                       examples=["/var/lib/hcp"])
+
+
+class DataSection(CollectorDataSection):
+    """A terminal's ``[data]``: the collector's, and the outbox's bound."""
+
     outbox_max_rows: int = Field(200_000, ge=100, description="Outbox size bound: past it new ratings are "
                                  "refused visibly, never dropped.", examples=[200000])
 
@@ -188,10 +210,10 @@ class CollectorConfig(_Section):
         "secrets are refused in the main file.", examples=["/etc/hcp/secrets.toml"])
     collector: CollectorSection = Field(default_factory=CollectorSection)
     broker: BrokerSection = Field(default_factory=BrokerSection)
-    data: DataSection = Field(default_factory=DataSection)
+    data: CollectorDataSection = Field(default_factory=CollectorDataSection)
     policy: PolicySection = Field(default_factory=PolicySection)
     fleet: FleetSection = Field(default_factory=FleetSection)
-    receipt: ReceiptSection = Field(default_factory=ReceiptSection)
+    receipt: ReceiptKeySection = Field(default_factory=ReceiptKeySection)
     web: WebSection = Field(default_factory=WebSection)
     notify: NotifySection = Field(default_factory=NotifySection)
     upstream: UpstreamSection = Field(default_factory=UpstreamSection)
@@ -230,7 +252,7 @@ def load_config(model: type[C], path: Path | None, overrides: dict[str, Any] | N
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{source}: key {key}: {problem}") from None
     protect(config)
     return config

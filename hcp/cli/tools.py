@@ -100,7 +100,7 @@ def print_receipt(args: argparse.Namespace) -> int:
     receipt = config.receipt
     key = receipt.load_key()
     if key is None:
-        raise ConfigError(f"{args.config}: receipt: " + ("enabled = false" if not receipt.enabled else
+        raise ConfigError(f"{args.config}: receipt: " + ("enabled = false" if not getattr(receipt, "enabled", True) else
                           "no key_file or key") + "; a receipt URL needs the key shared with the rating page")
     try:
         at = datetime.fromisoformat(args.at) if args.at else now_cst()
