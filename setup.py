@@ -32,6 +32,7 @@ setup(
         "gmssl>=3.2",
         "tabulate>=0.9",
         "wcwidth>=0.2.13",
+        "tenacity>=8.2",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "zxing-cpp>=2.2",
