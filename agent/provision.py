@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hcp.config import tomlw
+import tomli_w
+
 from hcp.config.schema import AgentConfig
 from hcp.exc import ConfigError
 from hcp.protocol import IDENT_CHARS
@@ -241,4 +242,4 @@ def write_atomic(path: Path, content: bytes, mode: int = 0o644) -> None:
 
 def write_config(path: Path, data: dict[str, Any]) -> None:
     header = "# Written by hcp provision; every key is described in docs/configuration.md.\n"
-    write_atomic(path, (header + tomlw.dumps(data)).encode("utf-8"))
+    write_atomic(path, (header + tomli_w.dumps(data)).encode("utf-8"))
