@@ -376,6 +376,7 @@ class Machine:
         if timeout <= 0:
             return self._expire(now)
         self._enter(State.PROMPTED, now, timeout)
+        self._key_pressed.clear()  # a new citizen: no key of the last one's can bounce into this rating
         return [ShowScreen(Screen.PROMPT, prompt=prompt), PlaySound(Sound.PLEASE_RATE)]
 
     def _expire(self, now: datetime) -> list[Command]:

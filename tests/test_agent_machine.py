@@ -297,6 +297,22 @@ def test_a_bouncing_reason_key_counts_once() -> None:
     assert store.reasons == (DIMS[0],)
 
 
+def test_a_key_of_the_last_citizen_cannot_bounce_into_the_next_rating() -> None:
+    # With no star interval (the fault suite's panel driver), the next citizen's reason can come within a
+    # key-bounce of the last citizen's press of the same reason: it is a new rating, not a bounce.
+    d = Driver(Machine(profile(), TIMING.model_copy(update={"response_interval_s": 0, "thanks_s": 0.02})))
+    for n in (1, 2):
+        d(ClerkTrigger(spec(f"P{n}", (f"C{n}",))), after=0.01)
+        assert d.state is State.PROMPTED
+        d(StarPressed(1), after=0.01)
+        assert d(ReasonToggled(DIMS[0]), after=0.01) != []
+        (_, store) = d(ReasonsDone(), after=0.01)
+        assert store.reasons == (DIMS[0],)
+        d(RatingStored(f"r{n}" * 8, n, Kind.SERVICE), after=0.01)
+        d(SkipPressed(), after=0.01)  # the hall question declined
+        d(Tick(), after=0.03)  # the thanks screen ends
+
+
 SEVEN = ["承诺履行", "服务态度", "申请材料", "办事效率", "跑趟次数", "服务机制", "勤政廉洁"]
 
 
