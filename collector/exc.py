@@ -31,3 +31,15 @@ class Refused(CollectorError, ValueError):
 
 class NotFound(CollectorError, LookupError):
     """A follow-up, appeal or rating id that is not in the store."""
+
+
+class NoStore(CollectorError, FileNotFoundError):
+    """A collector database or key that is not there; only ``hcp collector`` and ``hcp migrate`` make one."""
+
+
+class PolicyMismatch(CollectorError, ConfigError):
+    """A policy given to a command that is not the one the database was made for."""
+
+
+class InstanceRunning(CollectorError, RuntimeError):
+    """Another process already runs on this data directory (its lock names it)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from hcp import __version__
 from hcp.cli import central, channels, fleet, lifecycle, terminal, tools
+from hcp.cli.common import fill_shared_flags
 from hcp.exc import HcpError
 from hcp.logs import setup_logging
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hcp`` console script."""
-    args = build_parser().parse_args(argv)
+    args = fill_shared_flags(build_parser().parse_args(argv))
     setup_logging(args.log_level, args.log_format)
     try:
         return int(args.func(args) or 0)
