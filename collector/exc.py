@@ -39,7 +39,3 @@ class NoStore(CollectorError, FileNotFoundError):
 
 class PolicyMismatch(CollectorError, ConfigError):
     """A policy given to a command that is not the one the database was made for."""
-
-
-class InstanceRunning(CollectorError, RuntimeError):
-    """Another process already runs on this data directory (its lock names it)."""

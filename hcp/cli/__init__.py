@@ -1,12 +1,15 @@
 """The ``hcp`` command: one subcommand per job, each a thin wrapper over the library.
 
-Errors of the project (``HcpError``) print as one line a technician can act
-on and exit with status 2; anything else is a bug and shows its traceback.
+Errors of the project (``HcpError``), a file or directory that cannot be used
+(``OSError`` naming it) and output closed early (``| head``) print as one line
+a technician can act on and exit with status 2; anything else is a bug and
+shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -43,12 +46,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = fill_shared_flags(build_parser().parse_args(argv))
     setup_logging(args.log_level, args.log_format)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe can still be reported as one line
+        return status
     except HcpError as err:
-        print(f"hcp {args.command}: {err}", file=sys.stderr)
-        return 2
+        return _fail(args, str(err))
+    except BrokenPipeError:
+        _silence_stdout()
+        return _fail(args, "the output was closed before everything was written (e.g. by head)")
+    except OSError as err:
+        if err.filename is None:  # not about a file or directory someone named: a bug, keep the traceback
+            raise
+        return _fail(args, f"{err.filename}: {err.strerror}")
     except KeyboardInterrupt:
         return 130
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    print(f"hcp {args.command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not raise a second BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

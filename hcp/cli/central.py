@@ -73,6 +73,15 @@ def run_collector(args: argparse.Namespace) -> int:
     config = collector_config(args)
     if args.print_config:
         return print_config_and_exit(config)
+    from hcp.instance import InstanceLock
+
+    # One process per collector id (its MQTT session); collectors with other ids may share the database.
+    with InstanceLock(config.database_path.parent / f"collector-{config.collector.id}.lock",
+                      f"collector {config.collector.id}"):
+        return _serve_collector(config)
+
+
+def _serve_collector(config) -> int:
     from hcp.collector.channel_services import ChannelServices
     from hcp.collector.opening import open_store as open_collector_store
     from hcp.collector.service import Collector
