@@ -21,6 +21,9 @@ from hcp.logs import setup_logging
 
 Register = Callable[[argparse._SubParsersAction], None]
 
+#: Commands that run until stopped: their INFO lines are the journal's record of what they did.
+SERVICES = frozenset({"agent", "collector", "web", "demo"})
+
 #: Modules that add subcommands; each has ``register(subparsers)``.
 COMMAND_MODULES = [terminal, central, tools, fleet, lifecycle, channels]
 
@@ -31,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hcp", description="好差评 evaluator terminals, sync and collector.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"hcp {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="how much to log (default INFO)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="how much to log (default INFO for the services: agent, collector, web, demo; "
+                        "WARNING for the one-shot commands, whose answer is their output)")
     parser.add_argument("--log-format", default="auto", choices=["auto", "text", "journal", "json"],
                         help="log line format; auto: journal under systemd (priority prefixes), text otherwise")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hcp`` console script."""
     args = fill_shared_flags(build_parser().parse_args(argv))
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level or ("INFO" if args.command in SERVICES else "WARNING"), args.log_format)
     try:
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # here, where a closed pipe can still be reported as one line
