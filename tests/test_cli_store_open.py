@@ -102,3 +102,22 @@ def test_sqlite_version_of_the_record(tmp_path):
     assert main(["migrate", "--data-dir", str(tmp_path), "--policy", "siping"]) == 0
     row = sqlite3.connect(tmp_path / "collector.sqlite").execute("SELECT value FROM store_meta").fetchone()
     assert json.loads(row[0])["region"] == "四平"
+
+
+def test_c_stands_after_the_last_word_and_mqtt_commands_take_tls():
+    from hcp.cli import build_parser
+    from tests.test_cli import all_parsers
+
+    parser = build_parser()
+    for argv in (["devices", "add", "t1", "--hall", "h", "--window", "w", "-c", "x.toml"],
+                 ["devices", "-c", "x.toml", "add", "t1", "--hall", "h", "--window", "w"],
+                 ["followup", "list", "-c", "x.toml"], ["prompt", "t1", "--case", "C1", "--item-code", "1",
+                                                        "--item-name", "n", "--clerk", "E1", "-c", "x.toml"],
+                 ["cases", "-", "-c", "x.toml"], ["push-settings", "--device", "t1", "--version", "2", "-c", "x.toml"]):
+        assert str(parser.parse_args(argv).config) == "x.toml", argv
+    for path, sub in all_parsers(parser):
+        options = {o for action in sub._actions for o in action.option_strings}
+        if "--broker" in options and path[0] != "provision":  # provision writes these into the config
+            assert {"-c", "--ca-file", "--cert-file", "--key-file"} <= options, path
+        if "--database" in options and path[0] not in ("collector", "push-settings"):  # those two connect
+            assert "--broker" not in options, f"hcp {' '.join(path)} lists --broker but never connects"
