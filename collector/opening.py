@@ -24,11 +24,13 @@ from hcp.config.schema import CollectorConfig, PolicySection
 from hcp.db import transaction
 
 
-def open_store(config: CollectorConfig, *, create: bool = False, check_same_thread: bool = True) -> Store:
+def open_store(config: CollectorConfig, *, create: bool = False, check_same_thread: bool = True,
+               change_policy: bool = False) -> Store:
     """The store ``config`` names, under the policy the database records.
 
     ``create``: make the database (mode 0600) and key when missing, record the
     policy, and check that the database is writable (the collector's start).
+    ``change_policy`` (with ``create``): record the config's policy even when it names another region.
     """
     path, key_path = Path(config.database_path), Path(config.key_path)
     if not create:
@@ -45,14 +47,15 @@ def open_store(config: CollectorConfig, *, create: bool = False, check_same_thre
     except (OSError, sqlite3.Error) as err:
         raise StoreError(f"{path}: cannot open the collector database ({_reason(err)})") from None
     try:
-        store.profile = settle_policy(store, config, path, record=create)
+        store.profile = settle_policy(store, config, path, record=create, change=change_policy)
     except BaseException:
         store.close()
         raise
     return store
 
 
-def settle_policy(store: Store, config: CollectorConfig, path: Path, *, record: bool) -> Profile:
+def settle_policy(store: Store, config: CollectorConfig, path: Path, *, record: bool,
+                  change: bool = False) -> Profile:
     """The profile to run under: the recorded one, or the config's when it names the same region.
 
     ``record`` (the collector's start): a database without a recorded policy
@@ -63,11 +66,12 @@ def settle_policy(store: Store, config: CollectorConfig, path: Path, *, record: 
     recorded = recorded_policy(store._conn)
     section = given or (PolicySection.model_validate(recorded.section) if recorded else config.policy)
     profile = section.load()
-    if recorded is not None and given is not None and (profile.name, profile.code) != (recorded.region,
-                                                                                       recorded.code):
+    if recorded is not None and given is not None and not (change and record) \
+            and (profile.name, profile.code) != (recorded.region, recorded.code):
         mine = RecordedPolicy(section.model_dump(mode="json"), profile.name, profile.code)
         raise PolicyMismatch(f"{path}: the database was made for policy {recorded.label}, not {mine.label}; "
-                             "drop --policy or use the collector's config")
+                             "drop --policy or use the collector's config ('hcp migrate --change-policy' "
+                             "records another)")
     if record:
         _record(store, RecordedPolicy(section.model_dump(mode="json"), profile.name, profile.code), path)
     return profile

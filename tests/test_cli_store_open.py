@@ -47,6 +47,9 @@ def test_the_database_keeps_its_policy(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ulanqab (乌兰察布)" in err and "siping (四平)" in err
     assert main(["migrate", *flags, "--policy", "henan"]) == 2  # the collector's start refuses as well
+    assert main(["migrate", *flags, "--policy", "henan", "--change-policy"]) == 0  # on purpose
+    assert main(["stats", *flags, "-o", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "stats.json").read_text("utf-8"))["policy"] == "河南"
 
 
 def test_a_database_made_before_the_record_adopts_the_collectors_policy(tmp_path):

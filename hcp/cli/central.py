@@ -108,11 +108,16 @@ def _register_migrate(subparsers: argparse._SubParsersAction) -> None:
         "recorded adopts the config's). The other commands then find it; only this and 'hcp collector' "
         "create one.")
     add_store_flags(p)
+    p.add_argument("--change-policy", action="store_true",
+                   help="record the policy given (--policy or -c) even when the database was made for another "
+                   "region; ratings already stored keep the outcomes judged under the old one")
     p.set_defaults(func=run_migrate)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    with open_store(args, create=True) as store:
+    from hcp.collector.opening import open_store as open_collector_store
+
+    with open_collector_store(collector_config(args), create=True, change_policy=args.change_policy) as store:
         profile = store.profile
     config = collector_config(args)
     print(f"{config.database_path}: ready, policy {profile.name} ({profile.code})")
