@@ -93,4 +93,7 @@ def _create_private(path: Path) -> None:
 
 
 def _reason(err: BaseException) -> str:
-    return getattr(err, "strerror", None) or str(err)
+    """The OS's or SQLite's words, with the file when it is another (the key, the folder)."""
+    filename = getattr(err, "filename", None)
+    text = getattr(err, "strerror", None) or str(err)
+    return f"{filename}: {text}" if filename else text
