@@ -39,3 +39,11 @@ class NotFound(CollectorError, LookupError):
 
 class MessageRefused(CollectorError, ValueError):
     """A message taken as a whole or not at all (unregistered sender, wrong envelope); its sender keeps it."""
+
+
+class NoStore(CollectorError, FileNotFoundError):
+    """A collector database or key that is not there; only ``hcp collector`` and ``hcp migrate`` make one."""
+
+
+class PolicyMismatch(CollectorError, ConfigError):
+    """A policy given to a command that is not the one the database was made for."""

@@ -65,8 +65,11 @@ class Lifecycle:
 
     # -- the default rating -------------------------------------------------
 
-    def run_defaults(self, now: datetime) -> DefaultRun:
-        """Give every case past its rating period, with no rating, the profile's default level; once."""
+    def run_defaults(self, now: datetime, *, dry_run: bool = False) -> DefaultRun:
+        """Give every case past its rating period, with no rating, the profile's default level; once.
+
+        ``dry_run``: count what would be defaulted and write nothing.
+        """
         days = self.profile.default_after_days
         if days is None:
             return DefaultRun(0, "")
@@ -76,12 +79,12 @@ class Lifecycle:
         total, after = 0, ""
         while True:
             with self.store._unit():
-                made, after = self._default_chunk(cutoff, after, now)
+                made, after = self._default_chunk(cutoff, after, now, write=not dry_run)
             total += made
             if not after:
                 return DefaultRun(total, cutoff)
 
-    def _default_chunk(self, cutoff: str, after: str, now: datetime) -> tuple[int, str]:
+    def _default_chunk(self, cutoff: str, after: str, now: datetime, *, write: bool = True) -> tuple[int, str]:
         rows = self._conn.execute(_DUE_CASES, {"cutoff": cutoff, "after": after, "limit": _DEFAULT_CHUNK,
                                                "failed_ok": self.profile.failed_intake_ratable}).fetchall()
         units: dict[str, list[tuple]] = defaultdict(list)
@@ -89,7 +92,8 @@ class Lifecycle:
             units[self._unit_key(row)].append(row)
         taken = self.store._claims(units)
         made = [self._default_rating(key, cases, now) for key, cases in units.items() if key not in taken]
-        self._write_defaults(made)
+        if write:
+            self._write_defaults(made)
         return len(made), (rows[-1][0] if len(rows) == _DEFAULT_CHUNK else "")
 
     def _unit_key(self, row: tuple) -> str:

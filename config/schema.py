@@ -7,6 +7,7 @@ are errors. Loading errors name the file, the key and what was expected.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -20,6 +21,9 @@ from hcp.device.settings import ClerkLinkSection, GpioSection, SerialBoardSectio
 from hcp.exc import ConfigError
 from hcp.protocol import DEFAULT_PREFIX, IDENT_CHARS
 from hcp.ui.settings import DisplaySection, ReceiptKeySection, ReceiptSection, VoiceSection
+
+#: ``scheme://…``: a database URL, not a file path.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class _Section(BaseModel):
@@ -180,6 +184,15 @@ class CollectorSection(_Section):
     secret_file: Path | None = Field(
         None, description="File (mode 0600) with the key for rater pseudonyms; default "
         "<data.dir>/collector.key, created on first start.", examples=["/etc/hcp/collector.key"])
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _a_file(cls, value: Any) -> Any:
+        # A URL would otherwise become an SQLite file under a folder named "postgresql:".
+        if isinstance(value, str) and _URL.match(value):
+            raise ValueError(f"{value.split('://')[0]}:// URLs are not supported (yet): give an SQLite file path")
+        return value
+
     group_commit: int = Field(256, ge=1, le=10000, description="Messages committed together at most.",
                               examples=[256])
     lifecycle_interval_s: float = Field(

@@ -25,3 +25,7 @@ class ConfigError(HcpError, ValueError):
 
 class PolicyError(ConfigError):
     """A policy profile that cannot be loaded or does not make sense."""
+
+
+class InstanceRunning(HcpError, RuntimeError):
+    """Another process already runs as this terminal or collector (its lock file names it)."""

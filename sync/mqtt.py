@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,11 @@ NETWORK_ERRORS: tuple[type[BaseException], ...] = (OSError, MQTTException)
 _TICK_S = 0.5
 #: How long close() waits for the network thread to send DISCONNECT and stop.
 _JOIN_S = 10.0
+#: MQTT 5 reason code of a DISCONNECT the broker sends when another client connects with our client id.
+_SESSION_TAKEN_OVER = 142
+#: A connection the broker closes this soon after accepting it, with no reason, most likely lost to a takeover:
+#: Mosquitto 2.0.11 (Debian 12) closes the socket without sending DISCONNECT 142.
+_TAKEOVER_SUSPECT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ class MqttLink:
         self._lock = threading.Lock()
         self._subs: dict[str, int] = {}
         self._failures = 0
+        self._connected_at = 0.0
         self._client = self._make_client()
 
     # -- public API ---------------------------------------------------------
@@ -304,13 +311,22 @@ class MqttLink:
             if self._subs:
                 client.subscribe(list(self._subs.items()))
             self._connected.set()
+            self._connected_at = time.monotonic()
         self._failures = 0
         log.info("connected to %s (session present: %s)", self._where, flags.session_present)
         self._guarded("on_connection", self._on_connection_cb, True)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: paho.DisconnectFlags, reason: ReasonCode,
                        properties: Properties | None) -> None:
-        if reason.is_failure:
+        if reason.value == _SESSION_TAKEN_OVER:
+            log.error("broker at %s: another client with id %s connected and took this session over (two "
+                      "instances on one identity?)", self._where, self.settings.client_id)
+        elif reason.is_failure and not self._stop.is_set() and self._connected.is_set() \
+                and time.monotonic() - self._connected_at < _TAKEOVER_SUSPECT_S:
+            log.error("broker at %s closed the connection %.1f s after accepting it (%s): is another client "
+                      "with id %s connected? (two instances on one identity?)", self._where,
+                      time.monotonic() - self._connected_at, reason, self.settings.client_id)
+        elif reason.is_failure:
             log.info("broker at %s: %s", self._where, reason)
         self._mark_down()
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 
 from hcp.cli import main
-from tests.channel_support import NOW, case, open_store
+from tests.channel_support import KEY, NOW, case, open_store
 
 
 def _db(tmp_path):
     with open_store(tmp_path, "henan") as store:
         store.add_cases([case(f"K{i}", completed=NOW) for i in range(4)], NOW)
+    key = tmp_path / "collector.key"
+    key.write_text(KEY.hex())
+    key.chmod(0o600)
     return ["--data-dir", str(tmp_path), "--database", str(tmp_path / "collector.sqlite"), "--policy", "henan"]
 
 

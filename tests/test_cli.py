@@ -58,6 +58,7 @@ def test_bad_broker_flag(capsys, tmp_path):
 
 def test_devices_add_list_remove(capsys, tmp_path):
     db = ["--data-dir", str(tmp_path)]
+    assert main(["migrate", *db]) == 0
     assert main(["devices", *db, "add", "t1", "--hall", "h1", "--window", "w1"]) == 0
     assert main(["devices", *db]) == 0
     assert "t1" in capsys.readouterr().out

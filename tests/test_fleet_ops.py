@@ -126,10 +126,15 @@ def test_registration_request_import(pki, tmp_path, capsys):
     request = make_request(Binding("t1", "h7", "w4"), pki.cert_path("t1"), pki.key_path("t1"))
     path = tmp_path / "req.json"
     path.write_text(json.dumps(request))
+    assert main(["migrate", "--data-dir", str(tmp_path)]) == 0
     assert main(["devices", "--data-dir", str(tmp_path), "import", str(path), "--ca", str(pki.ca_cert_path)]) == 0
-    assert main(["devices", "--data-dir", str(tmp_path), "list", "--json"]) == 0
+    assert main(["devices", "list", "--json", "--data-dir", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [(r["device_id"], r["hall_id"], r["window_id"]) for r in rows] == [("t1", "h7", "w4")]
+    # The same signed request again (a replay, or a copy after the terminal moved) is refused.
+    assert main(["devices", "import", str(path), "--ca", str(pki.ca_cert_path), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "imported already" in err
 
 
 def test_registration_requests_that_must_fail(pki, tmp_path):
@@ -192,6 +197,8 @@ def test_devices_warns_when_the_brokers_crl_runs_out(tmp_path, capsys):
     config = tmp_path / "collector.toml"
     config.write_text(f'[data]\ndir = "{tmp_path}"\n[broker]\nca_file = "{pki.ca_cert_path}"\n')
     args = ["devices", "-c", str(config)]
+    assert main(["migrate", "-c", str(config)]) == 0  # the collector's database, which devices reads
+    capsys.readouterr()
     assert main(args) == 0 and "WARNING" not in capsys.readouterr().err  # a fresh CRL: a year left
     pki.write_crl(days=3)
     assert main(args) == 0

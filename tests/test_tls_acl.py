@@ -266,3 +266,31 @@ def test_pki_refuses_service_names_and_reissue(pki):
         pki.issue_device("h1-w1")
     assert (pki.key_path("h1-w1").stat().st_mode & 0o777) == 0o600
     assert any(i.name == "h1-w3" and i.revoked_at for i in pki.issued())
+
+
+def test_business_tools_reach_the_tls_broker_with_c_or_flags(tmp_path, tls_broker, pki, collector, capsys):
+    """hcp cases and hcp prompt with the business identity, from -c (a [broker] section) or the TLS flags."""
+    from hcp.cli import main
+
+    config = tmp_path / "business.toml"
+    config.write_text(f'[broker]\nhost = "127.0.0.1"\nport = {tls_broker.port}\nca_file = "{pki.ca_cert_path}"\n'
+                      f'cert_file = "{pki.cert_path("business")}"\nkey_file = "{pki.key_path("business")}"\n')
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"case_id": "C-TLS-1", "hall_id": "h1", "window_id": "w1", "item_code": "001", '
+                     '"item_name": "个体工商户设立登记", "clerk_id": "E1", "intake": "ok", '
+                     f'"completed_at": "{now_cst().isoformat()}"}}\n')
+    assert main(["cases", str(cases), "-c", str(config)]) == 0
+    assert "C-TLS-1\tstored" in capsys.readouterr().out
+    terminal = Client(tls_broker, pki, "h1-w1", T.prompt("h1-w1"))
+    try:
+        assert terminal.link.wait_connected(WAIT_S)
+        terminal.link.publish(T.status("h1-w1"), b'{"v":1,"device_id":"h1-w1","state":"online"}', retain=True,
+                              wait_s=WAIT_S)
+        flags = ["--broker", f"127.0.0.1:{tls_broker.port}", "--ca-file", str(pki.ca_cert_path),
+                 "--cert-file", str(pki.cert_path("business")), "--key-file", str(pki.key_path("business"))]
+        assert main(["prompt", "h1-w1", "--case", "C-TLS-1", "--item-code", "001", "--item-name", "设立登记",
+                     "--clerk", "E1", *flags]) == 0
+        assert "prompted h1-w1" in capsys.readouterr().out
+        assert decode(PromptMessage, terminal.heard.get(timeout=WAIT_S).payload).case_ids == ["C-TLS-1"]
+    finally:
+        terminal.close()

@@ -11,9 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from hcp.cli.common import (
+    add_broker_flags,
     add_config_flags,
     add_print_config,
-    broker_overrides,
+    add_store_flags,
     common_overrides,
     print_config_and_exit,
     service_notifier,
@@ -25,6 +26,7 @@ from hcp.exc import HcpError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_collector(subparsers)
+    _register_migrate(subparsers)
     _register_devices(subparsers)
     _register_export(subparsers)
     _register_cases(subparsers)
@@ -43,7 +45,8 @@ def _register_collector(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
     add_print_config(p)
-    p.add_argument("--database", type=Path, metavar="FILE", help="SQLite file (default <data-dir>/collector.sqlite)")
+    p.add_argument("--database", metavar="FILE", default=argparse.SUPPRESS,
+                   help="SQLite file (default <data-dir>/collector.sqlite)")
     p.set_defaults(func=run_collector)
 
 
@@ -57,29 +60,69 @@ def collector_config(args: argparse.Namespace):  # -> CollectorConfig
     return load_config(CollectorConfig, args.config, overrides)
 
 
-def open_store(args: argparse.Namespace):  # -> Store
-    """The collector's store, as its config names it."""
-    from hcp.collector.pseudonym import load_or_create_key
-    from hcp.collector.store import Store
+def open_store(args: argparse.Namespace, *, create: bool = False):  # -> Store
+    """The collector's store, as its config names it, under the policy the database records.
 
-    config = collector_config(args)
-    return Store.open(config.database_path, config.policy.load(), load_or_create_key(config.key_path))
+    Only ``hcp collector`` and ``hcp migrate`` pass ``create``; every other command refuses a missing
+    database or key with one line naming the path.
+    """
+    from hcp.collector.opening import open_store as open_collector_store
+
+    return open_collector_store(collector_config(args), create=create)
 
 
 def run_collector(args: argparse.Namespace) -> int:
     config = collector_config(args)
     if args.print_config:
         return print_config_and_exit(config)
+    from hcp.instance import InstanceLock
+
+    # One process per collector id (its MQTT session); collectors with other ids may share the database.
+    with InstanceLock(config.database_path.parent / f"collector-{config.collector.id}.lock",
+                      f"collector {config.collector.id}"):
+        return _serve_collector(config)
+
+
+def _serve_collector(config) -> int:
     from hcp.collector.channel_services import ChannelServices
+    from hcp.collector.opening import open_store as open_collector_store
     from hcp.collector.service import Collector
 
+    # Create or migrate the database, settle its policy and prove it writable before connecting.
+    with open_collector_store(config, create=True) as store:
+        profile = store.profile
     stop = stop_on_signals()
     notifier = service_notifier()
     # The phone page, reminders and upstream forwarding, when configured: own connections, same database.
-    with Collector(config) as collector, ChannelServices(config, collector.database, collector.secret_file):
+    with Collector(config, profile=profile) as collector, ChannelServices(config, collector.database,
+                                                                          collector.secret_file):
         notifier.ready(f"collector {config.collector.id}")
         collector.run_forever(stop, heartbeat=notifier.watchdog)
         notifier.stopping()
+    return 0
+
+
+def _register_migrate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "migrate", help="create or migrate the collector database and key, then exit",
+        description="Create the collector's database (mode 0600) and pseudonym key when missing, apply the "
+        "schema migrations and record the policy the database is for (a database made before policies were "
+        "recorded adopts the config's). The other commands then find it; only this and 'hcp collector' "
+        "create one.")
+    add_store_flags(p)
+    p.add_argument("--change-policy", action="store_true",
+                   help="record the policy given (--policy or -c) even when the database was made for another "
+                   "region; ratings already stored keep the outcomes judged under the old one")
+    p.set_defaults(func=run_migrate)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from hcp.collector.opening import open_store as open_collector_store
+
+    with open_collector_store(collector_config(args), create=True, change_policy=args.change_policy) as store:
+        profile = store.profile
+    config = collector_config(args)
+    print(f"{config.database_path}: ready, policy {profile.name} ({profile.code})")
     return 0
 
 
@@ -90,8 +133,7 @@ def _register_devices(subparsers: argparse._SubParsersAction) -> None:
         "devices", help="list, register and remove terminals",
         description="The terminals the collector accepts ratings from, each bound to a hall and a window. "
         "A rating from a terminal that is not registered is rejected.")
-    add_config_flags(p)
-    p.add_argument("--database", type=Path, metavar="FILE", help="collector SQLite file")
+    add_store_flags(p)
     p.set_defaults(func=list_devices)
     sub = p.add_subparsers(dest="devices_command", metavar="ACTION")
     add = sub.add_parser("add", help="register a terminal at a hall and window",
@@ -100,20 +142,24 @@ def _register_devices(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("device_id", help="the terminal's device id")
     add.add_argument("--hall", required=True, help="hall id")
     add.add_argument("--window", required=True, help="window id")
+    add_store_flags(add)
     add.set_defaults(func=add_device)
     remove = sub.add_parser("remove", help="unregister a terminal",
                             description="Unregister a terminal; its stored ratings stay.")
     remove.add_argument("device_id", help="the terminal's device id")
+    add_store_flags(remove)
     remove.set_defaults(func=remove_device)
     listing = sub.add_parser("list", help="list registered terminals with their health (the default action)",
                              description="Every registered terminal: online or offline (from its retained status "
                              "and last will), last seen, outbox depth, version, clock and settings version, and "
                              "alerts (offline too long, outbox growing; thresholds in the [fleet] section).")
     listing.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    add_store_flags(listing)
     listing.set_defaults(func=list_devices)
     alerts = sub.add_parser("alerts", help="only the terminals that need attention; exit 1 if any",
                             description="Print one line per alert and exit 1 when there is any, 0 otherwise "
                             "(for a monitoring timer or cron job).")
+    add_store_flags(alerts)
     alerts.set_defaults(func=device_alerts)
     imp = sub.add_parser("import", help="register a terminal from its signed registration request",
                          description="Check a registration request written by 'hcp provision' (its certificate "
@@ -122,31 +168,34 @@ def _register_devices(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("file", type=Path, help="the registration request (JSON)")
     imp.add_argument("--ca", type=Path, required=True, metavar="FILE", help="the device CA certificate (ca.crt)")
     imp.add_argument("--crl", type=Path, metavar="FILE", help="the CRL (crl.pem); default: beside --ca")
+    add_store_flags(imp)
     imp.set_defaults(func=import_device)
 
 
-def _inherit(sub_args: argparse.Namespace) -> argparse.Namespace:
-    for name in ("config", "broker", "data_dir", "policy", "database"):
-        if not hasattr(sub_args, name):
-            setattr(sub_args, name, None)
-    return sub_args
+def _register(store, device_id: str, hall_id: str, window_id: str) -> None:
+    try:
+        store.register_device(device_id, hall_id, window_id)
+    except ValueError as err:
+        raise HcpError(str(err)) from None
 
 
 def add_device(args: argparse.Namespace) -> int:
-    with open_store(_inherit(args)) as store:
-        store.register_device(args.device_id, args.hall, args.window)
+    with open_store(args) as store:
+        _register(store, args.device_id, args.hall, args.window)
     print(f"registered {args.device_id} at hall {args.hall}, window {args.window}")
     return 0
 
 
 def remove_device(args: argparse.Namespace) -> int:
-    with open_store(_inherit(args)) as store:
+    with open_store(args) as store:
         store.remove_device(args.device_id)
     print(f"removed {args.device_id}")
     return 0
 
 
 def import_device(args: argparse.Namespace) -> int:
+    from hcp.collector.schema_meta import claim_request, request_digest
+    from hcp.domain import now_cst
     from hcp.registration import verify_request
 
     try:
@@ -154,8 +203,13 @@ def import_device(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         raise HcpError(f"{args.file}: cannot read the request ({err})") from None
     binding = verify_request(document, args.ca, args.crl or args.ca.with_name("crl.pem"))
-    with open_store(_inherit(args)) as store:
-        store.register_device(binding.device_id, binding.hall_id, binding.window_id)
+    digest = request_digest(document["request"])
+    with open_store(args) as store, store.batch():
+        earlier = claim_request(store._conn, digest, binding.device_id, now_cst().isoformat())
+        if earlier:
+            raise HcpError(f"{args.file}: this request was imported already ({earlier}); a request registers "
+                           "once: have the terminal make a new one ('hcp provision')")
+        _register(store, binding.device_id, binding.hall_id, binding.window_id)
     print(f"registered {binding.device_id} at hall {binding.hall_id}, window {binding.window_id}")
     return 0
 
@@ -165,7 +219,6 @@ def fleet_health(args: argparse.Namespace) -> list:
     from hcp.collector.fleet import Thresholds, assess
     from hcp.domain import now_cst
 
-    args = _inherit(args)
     fleet = collector_config(args).fleet
     limits = Thresholds(fleet.offline_alert_s, fleet.outbox_alert_depth, fleet.outbox_alert_age_s,
                         fleet.stale_after_s)
@@ -201,7 +254,7 @@ def crl_alert(args: argparse.Namespace) -> str | None:
 
     from hcp.pki import PkiError, crl_warning
 
-    config = collector_config(_inherit(args))
+    config = collector_config(args)
     path = config.fleet.crl_file
     if path is None:
         if config.broker.ca_file is None or not (config.broker.ca_file.parent / "crl.pem").exists():
@@ -234,8 +287,7 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
         description="Write every stored rating as one JSON object a line: the rating, its current outcome "
         "and reason, the first answer the terminal got, and its linked case record(s). The rater's "
         "identity is never in it.")
-    add_config_flags(p)
-    p.add_argument("--database", type=Path, metavar="FILE", help="collector SQLite file")
+    add_store_flags(p)
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=export)
 
@@ -262,8 +314,7 @@ def _register_cases(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="JSON-lines file of case records, or -")
     p.add_argument("--seal", metavar="PUBLIC_KEY", help="seal applicant_id and applicant_phone to this collector "
                    "public key (base64, from 'hcp seal-key' on the collector) before sending")
-    p.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT", help="MQTT broker")
-    p.add_argument("--prefix", default="hcp/v1", help="topic prefix (default hcp/v1)")
+    add_broker_flags(p, prefix=True)
     p.add_argument("--timeout", type=float, default=10, help="seconds to wait for the answer")
     p.set_defaults(func=send_cases)
 
@@ -272,7 +323,9 @@ def _register_prompt(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prompt", help="ask a terminal to prompt for a rating, as the clerk's business system does",
         description="Publish a rating prompt to a terminal: hcp prompt hall01-w03 --case C1 --item-code 001 "
-        "--item-name 个体工商户设立登记 --clerk E1024")
+        "--item-name 个体工商户设立登记 --clerk E1024\nThe terminal's retained status is read first: an unknown or "
+        "offline terminal is not prompted (exit 1) unless --queue is given.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("device_id", help="the terminal to prompt")
     p.add_argument("--case", action="append", required=True, metavar="CASE_ID",
                    help="case id (repeat for a batch)")
@@ -281,18 +334,33 @@ def _register_prompt(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clerk", required=True, help="clerk id")
     p.add_argument("--clerk-name", help="clerk name")
     p.add_argument("--ttl", type=float, default=120, help="seconds the prompt stays valid")
-    p.add_argument("--broker", default="127.0.0.1:1883", metavar="HOST:PORT", help="MQTT broker")
-    p.add_argument("--prefix", default="hcp/v1", help="topic prefix (default hcp/v1)")
+    p.add_argument("--queue", action="store_true",
+                   help="send the prompt even when the terminal is offline or unknown (it gets it on reconnect)")
+    add_broker_flags(p, prefix=True)
     p.set_defaults(func=send_prompt)
 
 
-def _link(broker: str, client_id: str, on_message=None):
-    from hcp.sync.mqtt import LinkSettings, MqttLink
+def broker_config(args: argparse.Namespace):  # -> BrokerSection
+    """The [broker] section of -c with the broker and TLS flags over it."""
+    from hcp.config.schema import CollectorConfig, load_config
 
-    where = broker_overrides(broker)
-    settings = LinkSettings(host=where["host"], port=where["port"], client_id=client_id, clean_start=True,
-                            session_expiry_s=0)
+    return load_config(CollectorConfig, args.config, {"broker": common_overrides(args)["broker"]}).broker
+
+
+def _link(broker, client_id: str, on_message=None):  # (BrokerSection, ...) -> MqttLink
+    from hcp.sync.mqtt import LinkSettings, MqttLink, tls_from
+
+    settings = LinkSettings(host=broker.host, port=broker.port, client_id=client_id, clean_start=True,
+                            session_expiry_s=0, tls=tls_from(broker.ca_file, broker.cert_file, broker.key_file))
     return MqttLink(settings, on_message or (lambda _m: None))
+
+
+def _connected(link, broker, timeout: float) -> None:
+    link.start()
+    if not link.wait_connected(timeout):
+        tls = " over TLS" if broker.ca_file else ""
+        raise HcpError(f"broker: cannot connect to {broker.host}:{broker.port}{tls} within {timeout:g} s "
+                       "(check --broker, -c and the TLS files)")
 
 
 def send_cases(args: argparse.Namespace) -> int:
@@ -311,13 +379,12 @@ def send_cases(args: argparse.Namespace) -> int:
             raise HcpError(f"{args.file}:{number}: not a case record ({str(err).splitlines()[1:2]})") from None
     if args.seal:
         cases = [_sealed(case, args.seal) for case in cases]
-    topics = Topics(args.prefix)
+    broker = broker_config(args)
+    topics = Topics(broker.prefix)
     answers: queue.Queue = queue.Queue()
-    with _link(args.broker, f"hcp-cases-{uuid.uuid4().hex[:8]}", answers.put) as link:
+    with _link(broker, f"hcp-cases-{uuid.uuid4().hex[:8]}", answers.put) as link:
         link.subscribe(topics.cases_ack)
-        link.start()
-        if not link.wait_connected(args.timeout):
-            raise HcpError(f"--broker: cannot connect to {args.broker}")
+        _connected(link, broker, args.timeout)
         link.publish(topics.cases, encode(CasesMessage(v=1, cases=cases)))
         try:
             reply = decode(CasesAckMessage, answers.get(timeout=args.timeout).payload)
@@ -372,16 +439,76 @@ def print_seal_key(args: argparse.Namespace) -> int:
 
 
 def send_prompt(args: argparse.Namespace) -> int:
+    import queue
+
     from hcp.domain import now_cst
     from hcp.protocol import PromptMessage, Topics, encode
 
-    prompt = PromptMessage(v=1, prompt_id=f"p-{uuid.uuid4().hex[:12]}", case_ids=args.case,
-                           item_code=args.item_code, item_name=args.item_name, clerk_id=args.clerk,
-                           clerk_name=args.clerk_name, expires_at=now_cst() + timedelta(seconds=args.ttl))
-    with _link(args.broker, f"hcp-prompt-{uuid.uuid4().hex[:8]}") as link:
-        link.start()
-        if not link.wait_connected(10):
-            raise HcpError(f"--broker: cannot connect to {args.broker}")
-        link.publish(Topics(args.prefix).prompt(args.device_id), encode(prompt), wait_s=10)
-    print(f"prompted {args.device_id}: {prompt.prompt_id}")
+    _check_ident("device_id", args.device_id)
+    try:
+        prompt = PromptMessage(v=1, prompt_id=f"p-{uuid.uuid4().hex[:12]}", case_ids=args.case,
+                               item_code=args.item_code, item_name=args.item_name, clerk_id=args.clerk,
+                               clerk_name=args.clerk_name, expires_at=now_cst() + timedelta(seconds=args.ttl))
+    except ValueError as err:  # pydantic's ValidationError
+        raise HcpError(_first_error(err, {"case_ids": "--case", "item_code": "--item-code",
+                                          "item_name": "--item-name", "clerk_id": "--clerk",
+                                          "clerk_name": "--clerk-name", "expires_at": "--ttl"})) from None
+    broker = broker_config(args)
+    topics = Topics(broker.prefix)
+    statuses: queue.Queue = queue.Queue()
+    with _link(broker, f"hcp-prompt-{uuid.uuid4().hex[:8]}", statuses.put) as link:
+        link.subscribe(topics.status(args.device_id))
+        _connected(link, broker, 10)
+        absent = _terminal_absent(statuses, args.device_id)
+        if absent and not args.queue:
+            print(f"hcp prompt: {args.device_id} is {absent}; not prompted (--queue sends it anyway)",
+                  file=sys.stderr)
+            return 1
+        link.publish(topics.prompt(args.device_id), encode(prompt), wait_s=10)
+    print(f"queued for {args.device_id} ({absent}): {prompt.prompt_id}" if absent
+          else f"prompted {args.device_id}: {prompt.prompt_id}")
     return 0
+
+
+#: Seconds to wait for a terminal's retained status after subscribing.
+_STATUS_WAIT_S = 2.0
+
+
+def _terminal_absent(statuses, device_id: str) -> str:
+    """'' when the terminal's retained status says online; else why not ('unknown …', 'offline since …')."""
+    import queue
+
+    from hcp.exc import ProtocolError
+    from hcp.protocol import StatusMessage, decode
+
+    try:
+        incoming = statuses.get(timeout=_STATUS_WAIT_S)
+    except queue.Empty:
+        return "unknown to the broker (no status)"
+    try:
+        status = decode(StatusMessage, incoming.payload)
+    except ProtocolError:
+        return "of unknown state (unreadable status)"
+    if status.state == "online":
+        return ""
+    return f"offline since {status.at}" if status.at else "offline"
+
+
+def _check_ident(name: str, value: str) -> None:
+    """A device id goes into a topic: no wildcards, separators or spaces."""
+    import re
+
+    from hcp.protocol import IDENT_CHARS
+
+    if not re.fullmatch(f"[{IDENT_CHARS}]{{1,64}}", value):
+        raise HcpError(f"{name}: {value!r} is not a device id (1-64 letters, digits, '.', '_', ':' or '-')")
+
+
+def _first_error(err: ValueError, flags: dict[str, str]) -> str:
+    """One line from a pydantic ValidationError: the flag and what was wrong with it."""
+    errors = getattr(err, "errors", lambda: [])()
+    if not errors:
+        return str(err).splitlines()[0]
+    first = errors[0]
+    field = str(first["loc"][0]) if first.get("loc") else ""
+    return f"{flags.get(field, field)}: {first['msg']} (got {first.get('input')!r})"

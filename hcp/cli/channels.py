@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hcp.cli.central import collector_config, open_store
-from hcp.cli.common import add_config_flags, service_notifier, stop_on_signals
+from hcp.cli.common import add_store_flags, service_notifier, stop_on_signals
 from hcp.exc import HcpError
 
 _HAND_CHANNELS = ["paper", "hotline"]
@@ -24,18 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_upstream(subparsers)
 
 
-def _store_flags(p: argparse.ArgumentParser) -> None:
-    add_config_flags(p)
-    p.add_argument("--database", type=Path, metavar="FILE", help="collector SQLite file")
-
-
 def _register_enter(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "enter", help="enter one rating from a paper form or a hotline call",
         description="Store one rating under the same one-rating rules as the window, e.g.\n"
         "  hcp enter C-2026-000123 --channel paper --score 2 --reason 服务效率 --ref F0042 --at 2026-03-09T15:20+08:00",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _store_flags(p)
+    add_store_flags(p)
     p.add_argument("case_id", help="the case (办件) rated")
     p.add_argument("--channel", required=True, choices=_HAND_CHANNELS, help="where the rating was given")
     p.add_argument("--score", required=True, type=int, choices=range(1, 6), help="5 非常满意 … 1 非常不满意")
@@ -54,7 +49,7 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
         f"stops the rest. Columns (header row): {', '.join(CSV_COLUMNS)}; case_id and score are required, "
         "reasons are separated by | or ；, rated_at is ISO 8601 (default now), kind is service or hall. "
         "Exit status 1 when any row was not accepted.")
-    _store_flags(p)
+    add_store_flags(p)
     p.add_argument("file", type=Path, help="the CSV file (UTF-8, with or without BOM)")
     p.add_argument("--channel", required=True, choices=_HAND_CHANNELS, help="the channel of every row")
     p.set_defaults(func=import_ratings)
@@ -65,7 +60,7 @@ def _register_contact(subparsers: argparse._SubParsersAction) -> None:
         "contact", help="keep an applicant's phone number for the rating reminder",
         description="Read the phone number from standard input (never from the command line, where it would "
         "show in the process list and shell history) and keep it, encrypted, for the case's reminder SMS.")
-    _store_flags(p)
+    add_store_flags(p)
     p.add_argument("case_id", help="the case whose applicant is reminded")
     p.set_defaults(func=add_contact)
 
@@ -75,7 +70,7 @@ def _register_web(subparsers: argparse._SubParsersAction) -> None:
         "web", help="serve the phone rating page, reminders and upstream forwarding",
         description="Run what the [web], [notify] and [upstream] sections turn on, beside a collector on the same "
         "database (hcp collector runs them too when configured).")
-    _store_flags(p)
+    add_store_flags(p)
     p.set_defaults(func=run_web)
 
 
@@ -84,7 +79,7 @@ def _register_upstream(subparsers: argparse._SubParsersAction) -> None:
         "upstream", help="the upstream outbox: records pending, sent and rejected",
         description="Count the outbox's records by status and list those the provincial platform rejected, "
         "with its reason.")
-    _store_flags(p)
+    add_store_flags(p)
     p.set_defaults(func=upstream_status)
 
 
@@ -234,6 +229,7 @@ def run_web(args: argparse.Namespace) -> int:
     from hcp.collector.channel_services import ChannelServices
 
     config = collector_config(args)
+    open_store(args).close()  # refuses a missing database or key, or another region's policy
     services = ChannelServices(config, config.database_path, config.key_path)
     if not services.configured:
         raise HcpError("nothing to run: set web.listen, notify.gateway_url or upstream.url in the config")

@@ -10,14 +10,54 @@ from typing import Any
 
 from hcp.exc import ConfigError
 
+#: Every flag the shared helpers add, with its value when not given: each may stand after the command's
+#: last word (``hcp devices add ... -c FILE``) and, for ``hcp devices``, before its action as well.
+SHARED_FLAGS = ("config", "broker", "data_dir", "policy", "database", "ca_file", "cert_file", "key_file", "prefix")
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """--config, --broker and --data-dir, common to agent and collector."""
-    parser.add_argument("-c", "--config", type=Path, metavar="FILE",
+
+def add_config_flags(parser: argparse.ArgumentParser, *, broker: bool = True) -> None:
+    """-c/--config, --data-dir and --policy; with ``broker`` also the broker flags (the commands that speak MQTT)."""
+    parser.add_argument("-c", "--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
                         help="TOML config file; flags given as well override its keys")
-    parser.add_argument("--broker", metavar="HOST:PORT", help="MQTT broker (default 127.0.0.1:1883)")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the databases live")
-    parser.add_argument("--policy", metavar="PRESET", help="policy preset, e.g. henan, ulanqab, ordos")
+    if broker:
+        add_broker_flags(parser, config=False)
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", default=argparse.SUPPRESS,
+                        help="where the databases live")
+    parser.add_argument("--policy", metavar="PRESET", default=argparse.SUPPRESS,
+                        help="policy preset, e.g. henan, ulanqab, ordos")
+
+
+def add_store_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that opens the collector's store and does not speak MQTT."""
+    add_config_flags(parser, broker=False)
+    parser.add_argument("--database", metavar="FILE", default=argparse.SUPPRESS,
+                        help="collector SQLite file (default <data-dir>/collector.sqlite)")
+
+
+def add_broker_flags(parser: argparse.ArgumentParser, *, config: bool = True, prefix: bool = False) -> None:
+    """--broker and the TLS files (the [broker] section's keys), and -c unless the caller added it."""
+    if config:
+        parser.add_argument("-c", "--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                            help="TOML config file with a [broker] section; flags given as well override its keys")
+    parser.add_argument("--broker", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                        help="MQTT broker (default 127.0.0.1:1883)")
+    parser.add_argument("--ca-file", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                        help="device CA certificate: connect over TLS (broker.ca_file)")
+    parser.add_argument("--cert-file", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                        help="this client's certificate (broker.cert_file)")
+    parser.add_argument("--key-file", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                        help="this client's private key (broker.key_file)")
+    if prefix:
+        parser.add_argument("--prefix", metavar="PREFIX", default=argparse.SUPPRESS,
+                            help="topic prefix (default the config's broker.prefix, hcp/v1)")
+
+
+def fill_shared_flags(args: argparse.Namespace) -> argparse.Namespace:
+    """None for every shared flag the command line did not give."""
+    for name in SHARED_FLAGS:
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    return args
 
 
 def broker_overrides(value: str | None) -> dict[str, Any]:
@@ -32,7 +72,11 @@ def broker_overrides(value: str | None) -> dict[str, Any]:
 
 def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The overrides the shared flags produce."""
-    overrides: dict[str, Any] = {"broker": broker_overrides(args.broker)}
+    broker = broker_overrides(args.broker)
+    for name in ("ca_file", "cert_file", "key_file", "prefix"):
+        if getattr(args, name, None) is not None:
+            broker[name] = str(getattr(args, name))
+    overrides: dict[str, Any] = {"broker": broker}
     if args.data_dir:
         overrides["data"] = {"dir": str(args.data_dir)}
     if args.policy:

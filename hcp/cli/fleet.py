@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from hcp.cli.common import add_broker_flags
 from hcp.cli.display import china_time
 from hcp.exc import HcpError
 
@@ -307,19 +308,19 @@ def _register_push(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--response-interval", type=float, help="presses this soon after an accepted one are ignored")
     p.add_argument("--volume", type=float, help="voice volume 0-1")
     p.add_argument("--policy-profile", help="policy preset the terminal uses")
-    p.add_argument("-c", "--config", type=Path, help="collector config (broker, TLS identity, database)")
-    p.add_argument("--broker", metavar="HOST:PORT", help="MQTT broker (instead of the config's)")
-    p.add_argument("--data-dir", type=Path, help="collector data directory (for --hall)")
+    add_broker_flags(p)
+    p.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="collector data directory (for --hall)")
+    p.add_argument("--database", metavar="FILE", default=argparse.SUPPRESS, help="collector SQLite file (for --hall)")
     p.set_defaults(func=push_settings)
 
 
 def push_settings(args: argparse.Namespace) -> int:
+    import queue
+
     from hcp.cli.central import collector_config, open_store
     from hcp.protocol import SettingsMessage, Topics, encode
     from hcp.sync.mqtt import LinkSettings, MqttLink, tls_from
 
-    for name in ("policy", "database"):
-        setattr(args, name, None)
     config = collector_config(args)
     message = SettingsMessage(v=1, version=args.settings_version, prompt_timeout_s=args.prompt_timeout,
                               response_interval_s=args.response_interval, volume=args.volume,
@@ -334,14 +335,53 @@ def push_settings(args: argparse.Namespace) -> int:
     settings = LinkSettings(b.host, b.port, f"hcp-push-{uuid.uuid4().hex[:8]}", clean_start=True, session_expiry_s=0,
                             tls=tls_from(b.ca_file, b.cert_file, b.key_file))
     topics = Topics(b.prefix)
-    with MqttLink(settings, lambda _m: None) as link:
+    retained: queue.Queue = queue.Queue()
+    with MqttLink(settings, retained.put) as link:
+        for device in devices:
+            link.subscribe(topics.config(device))
         link.start()
         if not link.wait_connected(10):
             raise HcpError(f"cannot connect to the broker at {b.host}:{b.port}")
+        _refuse_older(topics, devices, message.version, _retained_versions(retained))
         for device in devices:
             link.publish(topics.config(device), encode(message), retain=True, wait_s=10)
             print(f"pushed settings version {message.version} to {device}")
     return 0
+
+
+#: Seconds to collect the retained settings after subscribing.
+_RETAINED_WAIT_S = 1.5
+
+
+def _retained_versions(retained) -> dict[str, int]:
+    """Topic -> the version of the settings retained on it (unreadable ones are left out)."""
+    import queue
+    import time
+
+    from hcp.exc import ProtocolError
+    from hcp.protocol import SettingsMessage, decode
+
+    found: dict[str, int] = {}
+    deadline = time.monotonic() + _RETAINED_WAIT_S
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            incoming = retained.get(timeout=left)
+        except queue.Empty:
+            break
+        try:
+            found[incoming.topic] = decode(SettingsMessage, incoming.payload).version
+        except ProtocolError:
+            continue
+    return found
+
+
+def _refuse_older(topics, devices: list[str], version: int, retained: dict[str, int]) -> None:
+    """A push must be newer than what is retained: an older one would replace newer settings."""
+    stale = [f"{d} has {retained[topics.config(d)]}" for d in devices
+             if retained.get(topics.config(d), 0) >= version]
+    if stale:
+        raise HcpError(f"--version {version}: not newer than the settings on the broker ({', '.join(stale)}); "
+                       "push a higher version")
 
 
 # ---- install-service -----------------------------------------------------------

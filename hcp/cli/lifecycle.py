@@ -11,11 +11,11 @@ import argparse
 import json
 import sys
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from hcp.cli.central import open_store
-from hcp.cli.common import add_config_flags
+from hcp.cli.common import add_store_flags
 from hcp.cli.display import china_fields, china_time, percent, table
 from hcp.domain import CST, Kind, now_cst
 from hcp.exc import ConfigError, HcpError
@@ -35,8 +35,7 @@ def register(subparsers: Sub) -> None:
 
 def _parser(subparsers: Sub, name: str, help_: str, description: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(name, help=help_, description=description)
-    add_config_flags(p)
-    p.add_argument("--database", type=Path, metavar="FILE", help="collector SQLite file")
+    add_store_flags(p)
     return p
 
 
@@ -74,19 +73,30 @@ def _register_defaults(subparsers: Sub) -> None:
                 "Give every case still unrated after the policy's natural days (China time) the policy's default "
                 "level, recorded as a system rating on the system-default channel. Safe to run any time and "
                 "from several places: each case is defaulted once. The collector also runs it periodically.")
-    _at(p, "the time to run as")
+    _at(p, "the time to run as; not in the future unless --dry-run (early defaults would end periods that have not)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="count the cases that would be defaulted at --at (may be in the future); write nothing")
     p.set_defaults(func=run_defaults)
 
 
+#: How far ahead of this machine's clock --at may be (clock differences between machines).
+_AT_GRACE = timedelta(minutes=5)
+
+
 def run_defaults(args: argparse.Namespace) -> int:
+    now = now_cst()
+    if args.at and args.at > now + _AT_GRACE and not args.dry_run:
+        raise HcpError(f"--at: {args.at.isoformat()} is in the future; defaults are written only once a rating "
+                       "period has ended (--dry-run previews a future run)")
     store, lifecycle = _lifecycle(args)
     with store:
         started = time.perf_counter()
-        run = lifecycle.run_defaults(args.at or now_cst())
+        run = lifecycle.run_defaults(args.at or now, dry_run=args.dry_run)
     if not run.cutoff:
         print(f"policy {store.profile.name} states no default rating; nothing to do")
     else:
-        print(f"defaulted {run.defaulted} case(s) completed before {china_time(run.cutoff)} (China time) "
+        done = "would default" if args.dry_run else "defaulted"
+        print(f"{done} {run.defaulted} case(s) completed before {china_time(run.cutoff)} (China time) "
               f"in {time.perf_counter() - started:.2f} s")
     return 0
 

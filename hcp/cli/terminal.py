@@ -48,13 +48,16 @@ def agent_config(args: argparse.Namespace):  # -> AgentConfig
 def run_agent(args: argparse.Namespace) -> int:
     from hcp.agent.frontends import build_frontends
     from hcp.agent.runtime import Agent
+    from hcp.instance import InstanceLock
 
     config = agent_config(args)
     if args.print_config:
         return print_config_and_exit(config)
     stop = stop_on_signals()
     notifier = service_notifier()
-    with Agent(config, build_frontends(config)) as agent:
+    # One agent per data directory: a second would share the outbox and fight over the MQTT session.
+    with InstanceLock(config.data.dir / "agent.lock", f"terminal {config.device.id}"), \
+            Agent(config, build_frontends(config)) as agent:
         notifier.ready(f"terminal {config.device.id}")
         agent.run(stop, heartbeat=notifier.watchdog)
         notifier.stopping()
