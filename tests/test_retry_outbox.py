@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from hcp.collector.notify import HttpSmsGateway, NotifyJob, NotifySettings
 from hcp.collector.retry_outbox import NOTIFICATIONS, UPSTREAM, Backoff, OutboxItem, Outcome, RetryOutbox
+from hcp.collector.upstream import Forwarder, HttpJsonAdapter
+from hcp.collector.upstream_codes import load_table
 from hcp.domain import utc_text
-from tests.channel_support import NOW, open_store
+from tests.channel_support import NOW, Receiver, case, open_store, window_rating
 
 
 def _records(outbox: RetryOutbox, *keys: str, at: datetime = NOW) -> int:
@@ -161,3 +164,17 @@ def test_rows_written_by_the_old_code_read_and_carry_on(tmp_path):
         assert upstream.drain(NOW, _answers(r2="retry")[0]) == (0, 1, 0)  # its fifth attempt: given up
         assert upstream.given_up_records()[1] == ("r2", "gave up after 5 attempts: retry for r2")
         assert notes.drain(NOW, _answers()[0]) == (1, 0, 0)
+
+
+def test_the_first_retry_of_a_notification_and_an_upstream_record_waits_the_base_delay(tmp_path):
+    # Before the shared outbox both counted the failure already made as a retry: the first wait was 1-2 x base.
+    with Receiver(lambda path, body, headers: (503, {})) as busy, open_store(tmp_path) as store:
+        store.add_cases([case("B1")], NOW)
+        window_rating(store, "B1", 1)  # a 差评: an alert for the duty manager, and a record upstream
+        NotifyJob(store, HttpSmsGateway(busy.url), NotifySettings({"hall01": "13900000000"})).run(NOW)
+        Forwarder(store, HttpJsonAdapter(busy.url, load_table("national-2020")), backoff=Backoff(60, 3600)).run(NOW)
+        [(alert_next, alert_attempts)] = store._conn.execute("SELECT next_at, attempts FROM notifications")
+        [(record_next, record_attempts)] = store._conn.execute("SELECT next_at, attempts FROM upstream_outbox")
+    assert (alert_attempts, record_attempts) == (1, 1)
+    assert datetime.fromisoformat(alert_next) == NOW + timedelta(seconds=5)
+    assert datetime.fromisoformat(record_next) == NOW + timedelta(seconds=60)
