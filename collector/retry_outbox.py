@@ -50,6 +50,8 @@ class OutboxTable:
     sent_at: str  # the column stamped when a record is sent
     given_up_at: str | None  # the column stamped when one is given up; None: none is
     label: str  # how log lines name a record
+    sent_level: int = logging.INFO  # the log level of a record sent
+    retry_level: int = logging.WARNING  # and of one to be tried again
 
     @property
     def statuses(self) -> tuple[str, str, str]:
@@ -58,8 +60,9 @@ class OutboxTable:
 
 NOTIFICATIONS = OutboxTable("notifications", "key", ("kind", "subject"), "failed", "last_error", "sent_at", None,
                             "notification")
+# Every rating goes upstream: a line for each one sent would drown the log.
 UPSTREAM = OutboxTable("upstream_outbox", "record_id", ("kind", "payload"), "rejected", "reason", "done_at",
-                       "done_at", "upstream record")
+                       "done_at", "upstream record", sent_level=logging.DEBUG, retry_level=logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -177,12 +180,13 @@ class RetryOutbox:
             outcome = Outcome.give_up(f"gave up after {attempts} attempts: {outcome.detail}")
         if outcome.state == "retry":
             self._retry_later(item.key, attempts, outcome.detail, now)
-            log.warning("%s %s not delivered (attempt %d): %s", self.table.label, item.key, attempts, outcome.detail)
+            log.log(self.table.retry_level, "%s %s not delivered (attempt %d): %s", self.table.label, item.key,
+                    attempts, outcome.detail)
             return "retry"
         status = SENT if outcome.state == "sent" else self.table.given_up
         self._finish(item.key, status, attempts, outcome.detail, now)
         if status == SENT:
-            log.info("%s %s sent", self.table.label, item.key)
+            log.log(self.table.sent_level, "%s %s sent", self.table.label, item.key)
         else:
             log.warning("%s %s %s: %s", self.table.label, item.key, status, outcome.detail)
         return status
