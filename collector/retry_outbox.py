@@ -187,8 +187,9 @@ class RetryOutbox:
         self._finish(item.key, status, attempts, outcome.detail, now)
         if status == SENT:
             log.log(self.table.sent_level, "%s %s sent", self.table.label, item.key)
-        else:
-            log.warning("%s %s %s: %s", self.table.label, item.key, status, outcome.detail)
+        else:  # given up; before any try it is routine (a reminder whose case was rated meanwhile)
+            log.log(logging.WARNING if outcome.tried else logging.INFO, "%s %s %s: %s", self.table.label, item.key,
+                    status, outcome.detail)
         return status
 
     def _retry_later(self, key: str, attempts: int, error: str, now: datetime) -> None:

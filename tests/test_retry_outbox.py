@@ -171,7 +171,9 @@ def test_the_first_retry_of_a_notification_and_an_upstream_record_waits_the_base
     with Receiver(lambda path, body, headers: (503, {})) as busy, open_store(tmp_path) as store:
         store.add_cases([case("B1")], NOW)
         window_rating(store, "B1", 1)  # a 差评: an alert for the duty manager, and a record upstream
-        NotifyJob(store, HttpSmsGateway(busy.url), NotifySettings({"hall01": "13900000000"})).run(NOW)
+        job = NotifyJob(store, HttpSmsGateway(busy.url), NotifySettings({"hall01": "13900000000"}))
+        job.run(NOW)
+        assert job.statuses() == {"pending": 1, "sent": 0, "failed": 0}
         Forwarder(store, HttpJsonAdapter(busy.url, load_table("national-2020")), backoff=Backoff(60, 3600)).run(NOW)
         [(alert_next, alert_attempts)] = store._conn.execute("SELECT next_at, attempts FROM notifications")
         [(record_next, record_attempts)] = store._conn.execute("SELECT next_at, attempts FROM upstream_outbox")
