@@ -2,9 +2,10 @@
 
 The seam is :class:`Notifier` (``send(to, text, key)``); :class:`HttpSmsGateway`
 is the default adapter, a JSON POST to an SMS gateway. :class:`NotifyJob` finds
-what is due, records it in ``notifications`` (primary key ``reminder:<case>``
-or ``alert:<rating>``) BEFORE sending, and marks it sent after: a restart finds
-the record and never sends again what was marked sent. The window between the
+what is due, records it in the ``notifications`` outbox (a
+:class:`~hcp.collector.retry_outbox.RetryOutbox`, unordered; key
+``reminder:<case>`` or ``alert:<rating>``) BEFORE sending, and marks it sent
+after: a restart finds the record and never sends again what was marked sent. The window between the
 gateway's answer and the mark is covered by the idempotency key the gateway
 receives with each message. Phone numbers go to the gateway only: no log line,
 no exception text and no stored record other than the sealed contact holds one.
@@ -13,7 +14,6 @@ no exception text and no stored record other than the sealed contact holds one.
 from __future__ import annotations
 
 import json
-import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -22,14 +22,13 @@ from typing import Protocol
 
 from hcp.collector.channels import Contacts
 from hcp.collector.exc import CollectorError
+from hcp.collector.retry_outbox import NOTIFICATIONS, Backoff, OutboxItem, Outcome, RetryOutbox
 from hcp.collector.rules import last_rating_day, service_keys
 from hcp.collector.schema_channels import move_cursor, read_cursor
 from hcp.collector.store import Store
 from hcp.domain import Level, china_date, utc_text
-from hcp.retry import backoff_delay
 from hcp.ui.receipt import ReceiptMaker
 
-log = logging.getLogger("hcp.collector.notify")
 _BACKOFF_FIRST_S = 5.0
 _BACKOFF_CAP_S = 3600.0
 
@@ -99,6 +98,8 @@ class NotifyJob:
         self.settings = settings
         self.profile = store.profile
         self.contacts = Contacts(store)
+        self.outbox = RetryOutbox(store, NOTIFICATIONS, Backoff(_BACKOFF_FIRST_S, _BACKOFF_CAP_S,
+                                                                settings.max_attempts))
 
     def run(self, now: datetime) -> NotifyRun:
         queued = self.queue_alerts(now) + self.queue_reminders(now)
@@ -109,30 +110,25 @@ class NotifyJob:
 
     def queue_alerts(self, now: datetime) -> int:
         """One alert per follow-up opened (every accepted 差评 by a person) since the last run."""
-        conn, at = self.store._conn, utc_text(now)
+        conn = self.store._conn
         with self.store._unit():
             last = read_cursor(conn, "notify-alerts")
             rows = conn.execute("SELECT id, rating_id FROM followups WHERE id > ? ORDER BY id", (last,)).fetchall()
-            conn.executemany("INSERT OR IGNORE INTO notifications (key, kind, subject, status, next_at, created_at) "
-                             "VALUES (?, 'alert', ?, 'pending', ?, ?)",
-                             [(f"alert:{rid}", rid, at, at) for _id, rid in rows])
+            queued = self.outbox.enqueue([(f"alert:{rid}", "alert", rid) for _id, rid in rows], now)
             if rows:
                 move_cursor(conn, "notify-alerts", rows[-1][0])
-        return len(rows)
+        return queued
 
     def queue_reminders(self, now: datetime) -> int:
         """One reminder per case with a contact, unrated ``reminder_after_hours`` after completion."""
         hours = self.profile.reminder_after_hours
         if hours is None or not {"sms", "message"} & set(self.profile.reminder_channels):
             return 0
-        cutoff, at = utc_text(now - timedelta(hours=hours)), utc_text(now)
-        conn = self.store._conn
+        cutoff = utc_text(now - timedelta(hours=hours))
         with self.store._unit():
-            due = [row for row in conn.execute(_UNREMINDED, (cutoff,)).fetchall() if self._unrated(row, now)]
-            conn.executemany("INSERT OR IGNORE INTO notifications (key, kind, subject, status, next_at, created_at) "
-                             "VALUES (?, 'reminder', ?, 'pending', ?, ?)",
-                             [(f"reminder:{row[0]}", row[0], at, at) for row in due])
-        return len(due)
+            due = [row for row in self.store._conn.execute(_UNREMINDED, (cutoff,)).fetchall()
+                   if self._unrated(row, now)]
+            return self.outbox.enqueue([(f"reminder:{row[0]}", "reminder", row[0]) for row in due], now)
 
     def _unrated(self, row: tuple, now: datetime) -> bool:
         case_id, batch_id, completed_at = row
@@ -146,37 +142,23 @@ class NotifyJob:
 
     def send_due(self, now: datetime) -> tuple[int, int]:
         """Send every pending notification whose time has come; (sent, given up)."""
-        rows = self.store._conn.execute(
-            "SELECT key, kind, subject, attempts FROM notifications WHERE status = 'pending' AND next_at <= ? "
-            "ORDER BY created_at, key", (utc_text(now),)).fetchall()
-        sent = failed = 0
-        for key, kind, subject, attempts in rows:
-            outcome = self._send_one(key, kind, subject, attempts, now)
-            sent += outcome == "sent"
-            failed += outcome == "failed"
-        return sent, failed
+        drained = self.outbox.drain(now, lambda item: self._send_one(item, now))
+        return drained.sent, drained.given_up
 
-    def _send_one(self, key: str, kind: str, subject: str, attempts: int, now: datetime) -> str:
-        message = self._reminder(subject, now) if kind == "reminder" else self._alert(subject)
+    def _send_one(self, item: OutboxItem, now: datetime) -> Outcome:
+        subject = item.values["subject"]
+        message = self._reminder(subject, now) if item.values["kind"] == "reminder" else self._alert(subject)
         if message is None:
-            return self._mark(key, "failed", attempts, now, "nothing to send: no contact, or the case was rated")
+            return Outcome.give_up("nothing to send: no contact, or the case was rated", tried=False)
         try:
-            self.notifier.send(message[0], message[1], key)
+            self.notifier.send(message[0], message[1], item.key)
         except NotifyError as err:
-            give_up = err.permanent or attempts + 1 >= self.settings.max_attempts
-            log.warning("%s not sent (attempt %d): %s%s", key, attempts + 1, err, "; giving up" if give_up else "")
-            return self._mark(key, "failed" if give_up else "pending", attempts + 1, now, str(err))
-        log.info("%s sent", key)
-        return self._mark(key, "sent", attempts + 1, now, "")
+            return Outcome.give_up(str(err)) if err.permanent else Outcome.retry(str(err))
+        return Outcome.sent()
 
-    def _mark(self, key: str, status: str, attempts: int, now: datetime, error: str) -> str:
-        delay = backoff_delay(attempts, _BACKOFF_FIRST_S, _BACKOFF_CAP_S)
-        with self.store._unit():
-            self.store._conn.execute(
-                "UPDATE notifications SET status = ?, attempts = ?, last_error = ?, next_at = ?, sent_at = ? "
-                "WHERE key = ?", (status, attempts, error, utc_text(now + timedelta(seconds=delay)),
-                                  utc_text(now) if status == "sent" else None, key))
-        return status
+    def statuses(self) -> dict[str, int]:
+        """How many notifications are pending, sent, failed."""
+        return self.outbox.statuses()
 
     def _reminder(self, case_id: str, now: datetime) -> tuple[str, str] | None:
         phone = self.contacts.phone(case_id)

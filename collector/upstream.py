@@ -8,31 +8,28 @@ is then delivered through an :class:`Adapter` until it is *sent* or *rejected*
 by the platform with its reason. The record id goes upstream as the
 idempotency key: a record delivered again after a lost answer is the same
 record to the platform. Records go in the order they were made: one waiting
-for its retry holds back the rest. The rater's identity is never part of an
-outbox payload; a real-name preset adds it only while it builds the signed
-request (``upstream_format``).
+for its retry holds back the rest (an ordered
+:class:`~hcp.collector.retry_outbox.RetryOutbox`). The rater's identity is
+never part of an outbox payload; a real-name preset adds it only while it
+builds the signed request (``upstream_format``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
+from hcp.collector.retry_outbox import UPSTREAM, Backoff, OutboxItem, Outcome, RetryOutbox
 from hcp.collector.schema_channels import move_cursor, read_cursor
 from hcp.collector.store import Store
 from hcp.collector.upstream_codes import CodeTable
 from hcp.collector.upstream_sign import Signer
-from hcp.domain import utc_text
-from hcp.retry import backoff_delay
 
-log = logging.getLogger("hcp.collector.upstream")
-
-STATUSES = ("pending", "sent", "rejected")
+STATUSES = UPSTREAM.statuses
 #: The names of the fields in hcp's own payload; an adapter may rename each.
 FIELDS = ("id", "record_type", "rating_id", "kind", "channel", "satisfaction", "reasons", "text", "rated_at",
           "case_ids", "item_code", "hall_id", "window_id", "clerk_id", "decision", "decision_reason", "decided_at")
@@ -120,18 +117,6 @@ class HttpJsonAdapter:
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """Random, capped, growing delays; ``max_attempts`` 0 retries for ever (nothing is dropped)."""
-
-    base_s: float = 5.0
-    cap_s: float = 3600.0
-    max_attempts: int = 0
-
-    def delay(self, attempts: int) -> float:
-        return backoff_delay(attempts, self.base_s, self.cap_s)
-
-
-@dataclass(frozen=True)
 class ForwardRun:
     queued: int
     sent: int
@@ -142,12 +127,14 @@ class ForwardRun:
 class Forwarder:
     """The outbox to the provincial platform over one store connection (its own thread's)."""
 
-    def __init__(self, store: Store, adapter: Adapter, *, backoff: Backoff = Backoff(), batch: int = 100) -> None:
+    def __init__(self, store: Store, adapter: Adapter, *, backoff: Backoff | None = None,
+                 batch: int = 100) -> None:
         self.store = store
         self.adapter = adapter
-        self.backoff = backoff
+        self.backoff = backoff or Backoff()
         self.batch = batch
         self._conn = store._conn
+        self.outbox = RetryOutbox(store, UPSTREAM, self.backoff, ordered=True, batch=batch)
 
     def run(self, now: datetime) -> ForwardRun:
         """Queue what is new, then deliver what is due."""
@@ -172,12 +159,8 @@ class Forwarder:
         return made
 
     def _insert(self, records: list[dict], now: datetime) -> int:
-        at = utc_text(now)
-        rows = [(r["id"], r["record_type"], json.dumps(r, ensure_ascii=False), at, at) for r in records]
-        before = self._conn.total_changes
-        self._conn.executemany("INSERT OR IGNORE INTO upstream_outbox (record_id, kind, payload, status, next_at, "
-                               "created_at) VALUES (?, ?, ?, 'pending', ?, ?)", rows)
-        return self._conn.total_changes - before
+        return self.outbox.enqueue([(r["id"], r["record_type"], json.dumps(r, ensure_ascii=False)) for r in records],
+                                   now)
 
     # -- delivering ------------------------------------------------------------
 
@@ -188,46 +171,23 @@ class Forwarder:
         platform receives records in the order they were made (a rating
         before its exclusion), across failures and restarts.
         """
-        rows = self._conn.execute("SELECT record_id, payload, attempts, next_at FROM upstream_outbox WHERE status = "
-                                  "'pending' ORDER BY created_at, rowid LIMIT ?", (self.batch,)).fetchall()
-        counts = {"sent": 0, "rejected": 0, "retry": 0}
-        for record_id, payload, attempts, next_at in rows:
-            if next_at > utc_text(now):
-                break
-            record = json.loads(payload)
-            delivery = self.adapter.deliver(record)
-            status = self._record(record_id, attempts + 1, delivery, now)
-            counts[status] += 1
-            if status == "retry":
-                break
-            self.adapter.done(record, now)
-        return counts["sent"], counts["rejected"], counts["retry"]
+        drained = self.outbox.drain(now, self._deliver,
+                                    finished=lambda item: self.adapter.done(_payload(item), now))
+        return drained.sent, drained.given_up, drained.retrying
 
-    def _record(self, record_id: str, attempts: int, delivery: Delivery, now: datetime) -> str:
-        status = delivery.status
-        if status == "retry" and self.backoff.max_attempts and attempts >= self.backoff.max_attempts:
-            status, delivery = "rejected", Delivery("rejected", f"gave up after {attempts} attempts: "
-                                                    f"{delivery.detail}")
-        with self.store._unit():
-            if status == "retry":
-                self._conn.execute("UPDATE upstream_outbox SET attempts = ?, last_error = ?, next_at = ? WHERE "
-                                   "record_id = ?", (attempts, delivery.detail,
-                                                     utc_text(now + timedelta(seconds=self.backoff.delay(attempts))),
-                                                     record_id))
-            else:
-                self._conn.execute("UPDATE upstream_outbox SET status = ?, attempts = ?, reason = ?, done_at = ? "
-                                   "WHERE record_id = ?", (status, attempts, delivery.detail, utc_text(now), record_id))
-        if status == "rejected":
-            log.warning("upstream record %s rejected: %s", record_id, delivery.detail)
-        elif status == "retry":
-            log.info("upstream record %s not delivered (attempt %d): %s", record_id, attempts, delivery.detail)
-        return status
+    def _deliver(self, item: OutboxItem) -> Outcome:
+        delivery = self.adapter.deliver(_payload(item))
+        if delivery.status == "retry":
+            return Outcome.retry(delivery.detail)
+        return Outcome.sent(delivery.detail) if delivery.status == "sent" else Outcome.give_up(delivery.detail)
 
     def statuses(self) -> dict[str, int]:
         """How many outbox records are pending, sent, rejected."""
-        counts = dict.fromkeys(STATUSES, 0)
-        counts.update(self._conn.execute("SELECT status, count(*) FROM upstream_outbox GROUP BY 1").fetchall())
-        return counts
+        return self.outbox.statuses()
+
+
+def _payload(item: OutboxItem) -> dict:
+    return json.loads(item.values["payload"])
 
 
 # -- the record sources ----------------------------------------------------------

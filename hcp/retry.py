@@ -2,7 +2,7 @@
 
 MQTT reconnects (``sync/mqtt.py``), serial reopens (``device/serial_port.py``),
 the collector's commit retries (``collector/service.py``) and the notification
-and upstream outboxes (``collector/notify.py``, ``collector/upstream.py``) all
+and upstream outboxes (one ``collector/retry_outbox.py``) all
 wait :func:`backoff_delay`: random, capped, growing, and back to the shortest
 once something succeeded (each loop counts its failures and resets the count).
 

@@ -242,14 +242,12 @@ def run_web(args: argparse.Namespace) -> int:
 
 
 def upstream_status(args: argparse.Namespace) -> int:
-    from hcp.collector.upstream import STATUSES
+    from hcp.collector.retry_outbox import UPSTREAM, RetryOutbox
 
     with open_store(args) as store:
-        counts = dict.fromkeys(STATUSES, 0)
-        counts.update(store._conn.execute("SELECT status, count(*) FROM upstream_outbox GROUP BY 1").fetchall())
-        rejected = store._conn.execute("SELECT record_id, reason FROM upstream_outbox WHERE status = 'rejected' "
-                                       "ORDER BY done_at").fetchall()
-    print("  ".join(f"{status} {counts[status]}" for status in STATUSES))
+        outbox = RetryOutbox(store, UPSTREAM)
+        counts, rejected = outbox.statuses(), outbox.given_up_records()
+    print("  ".join(f"{status} {count}" for status, count in counts.items()))
     for record_id, reason in rejected:
         print(f"rejected\t{record_id}\t{reason}")
     return 0

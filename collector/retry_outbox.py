@@ -1,0 +1,223 @@
+"""One durable retry outbox for what the collector delivers: notifications, and records for the upstream platform.
+
+A record is queued once under its key: :meth:`RetryOutbox.enqueue` ignores a
+key it already holds, so a rescan or a restart queues nothing twice. It is
+then tried until it is *sent* or *given up* (by its sender, or after
+:attr:`Backoff.max_attempts` tries); between tries it waits
+:func:`hcp.retry.backoff_delay` (random, capped, growing with the record's
+failures, the first retry after ``base_s``). Every change is written in the
+store's transaction before the next record is tried, so a restart carries on
+where the last run stopped.
+
+An *ordered* outbox delivers in the order records were queued: the first
+pending record that is not yet due, or that failed and waits for its retry,
+holds back every later one (the platform must see a rating before its
+exclusion). An unordered one sends whatever is due.
+
+Each user keeps its own table, as created by ``m005_channels``
+(``notifications``, ``upstream_outbox``): an :class:`OutboxTable` names its
+columns and final status, so databases written before this module read and
+carry on the same. All SQL of both outboxes is in this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import takewhile
+from typing import NamedTuple
+
+from hcp.collector.store import Store
+from hcp.domain import utc_text
+from hcp.retry import backoff_delay
+
+log = logging.getLogger("hcp.collector.retry_outbox")
+
+PENDING, SENT = "pending", "sent"
+
+
+@dataclass(frozen=True)
+class OutboxTable:
+    """Where one outbox lives: its table and key, what a record carries, and the words of its final states."""
+
+    name: str
+    key: str
+    fields: tuple[str, ...]  # the columns :meth:`RetryOutbox.enqueue` fills after the key
+    given_up: str  # the status of a record given up
+    reason: str  # the column a final answer's detail goes to
+    sent_at: str  # the column stamped when a record is sent
+    given_up_at: str | None  # the column stamped when one is given up; None: none is
+    label: str  # how log lines name a record
+    sent_level: int = logging.INFO  # the log level of a record sent
+    retry_level: int = logging.WARNING  # and of one to be tried again
+
+    @property
+    def statuses(self) -> tuple[str, str, str]:
+        return PENDING, SENT, self.given_up
+
+
+NOTIFICATIONS = OutboxTable("notifications", "key", ("kind", "subject"), "failed", "last_error", "sent_at", None,
+                            "notification")
+# Every rating goes upstream: a line for each one sent would drown the log.
+UPSTREAM = OutboxTable("upstream_outbox", "record_id", ("kind", "payload"), "rejected", "reason", "done_at",
+                       "done_at", "upstream record", sent_level=logging.DEBUG, retry_level=logging.INFO)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Random, capped, growing delays; ``max_attempts`` 0 retries for ever (nothing is dropped)."""
+
+    base_s: float = 5.0
+    cap_s: float = 3600.0
+    max_attempts: int = 0
+
+    def delay(self, failures: int) -> float:
+        """The wait after a record's ``failures``-th failure (1 = the first: ``base_s``)."""
+        return backoff_delay(max(failures - 1, 0), self.base_s, self.cap_s)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A pending record as read from its table."""
+
+    key: str
+    values: dict[str, str]  # the table's fields
+    attempts: int
+    next_at: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one try of a record came to: ``sent``, ``retry`` or ``give-up`` (``tried`` False: no attempt made)."""
+
+    state: str
+    detail: str = ""
+    tried: bool = True
+
+    @classmethod
+    def sent(cls, detail: str = "") -> Outcome:
+        return cls("sent", detail)
+
+    @classmethod
+    def retry(cls, detail: str) -> Outcome:
+        return cls("retry", detail)
+
+    @classmethod
+    def give_up(cls, detail: str, *, tried: bool = True) -> Outcome:
+        return cls("give-up", detail, tried)
+
+
+class Drained(NamedTuple):
+    """What one :meth:`RetryOutbox.drain` did: records sent, given up, left to retry."""
+
+    sent: int
+    given_up: int
+    retrying: int
+
+
+class RetryOutbox:
+    """The records of one :class:`OutboxTable` over a store's connection, tried with backoff until final."""
+
+    def __init__(self, store: Store, table: OutboxTable, backoff: Backoff = Backoff(), *, ordered: bool = False,
+                 batch: int = -1) -> None:
+        self.store = store
+        self.table = table
+        self.backoff = backoff
+        self.ordered = ordered
+        self.batch = batch  # at most this many records per drain; -1: all that are due
+
+    # -- queueing --------------------------------------------------------------
+
+    def enqueue(self, rows: Sequence[tuple], now: datetime) -> int:
+        """Queue ``(key, *fields)`` rows, due at once; a key already queued is left as it is. How many were new."""
+        t, at = self.table, utc_text(now)
+        columns = ", ".join((t.key, *t.fields))
+        marks = ", ".join("?" * (1 + len(t.fields)))
+        conn = self.store._conn
+        with self.store._unit():
+            before = conn.total_changes
+            conn.executemany(f"INSERT OR IGNORE INTO {t.name} ({columns}, status, next_at, created_at) "
+                             f"VALUES ({marks}, '{PENDING}', ?, ?)", [(*row, at, at) for row in rows])
+            return conn.total_changes - before
+
+    # -- delivering ------------------------------------------------------------
+
+    def due(self, now: datetime) -> list[OutboxItem]:
+        """The pending records to try now, oldest first; in an ordered outbox, none after one not yet due."""
+        t, at = self.table, utc_text(now)
+        when = "" if self.ordered else "AND next_at <= ? "
+        rows = self.store._conn.execute(
+            f"SELECT {t.key}, attempts, next_at, {', '.join(t.fields)} FROM {t.name} WHERE status = '{PENDING}' "
+            f"{when}ORDER BY created_at, rowid LIMIT ?", (() if self.ordered else (at,)) + (self.batch,)).fetchall()
+        items = [OutboxItem(key, dict(zip(t.fields, rest, strict=True)), attempts, next_at)
+                 for key, attempts, next_at, *rest in rows]
+        return list(takewhile(lambda item: item.next_at <= at, items))
+
+    def drain(self, now: datetime, attempt: Callable[[OutboxItem], Outcome], *,
+              finished: Callable[[OutboxItem], None] | None = None) -> Drained:
+        """Try every due record with ``attempt`` and record its outcome; ``finished`` runs after each final one.
+
+        In an ordered outbox a record that must be retried stops the run: the
+        later ones wait behind it.
+        """
+        counts = {SENT: 0, self.table.given_up: 0, "retry": 0}
+        for item in self.due(now):
+            state = self.record(item, attempt(item), now)
+            counts[state] += 1
+            if state == "retry":
+                if self.ordered:
+                    break
+            elif finished is not None:
+                finished(item)
+        return Drained(counts[SENT], counts[self.table.given_up], counts["retry"])
+
+    def record(self, item: OutboxItem, outcome: Outcome, now: datetime) -> str:
+        """Write what a try of ``item`` came to; its new status, or ``retry`` when it stays pending."""
+        attempts = item.attempts + outcome.tried
+        if outcome.state == "retry" and self.backoff.max_attempts and attempts >= self.backoff.max_attempts:
+            outcome = Outcome.give_up(f"gave up after {attempts} attempts: {outcome.detail}")
+        if outcome.state == "retry":
+            self._retry_later(item.key, attempts, outcome.detail, now)
+            log.log(self.table.retry_level, "%s %s not delivered (attempt %d): %s", self.table.label, item.key,
+                    attempts, outcome.detail)
+            return "retry"
+        status = SENT if outcome.state == "sent" else self.table.given_up
+        self._finish(item.key, status, attempts, outcome.detail, now)
+        if status == SENT:
+            log.log(self.table.sent_level, "%s %s sent", self.table.label, item.key)
+        else:  # given up; before any try it is routine (a reminder whose case was rated meanwhile)
+            log.log(logging.WARNING if outcome.tried else logging.INFO, "%s %s %s: %s", self.table.label, item.key,
+                    status, outcome.detail)
+        return status
+
+    def _retry_later(self, key: str, attempts: int, error: str, now: datetime) -> None:
+        t, next_at = self.table, utc_text(now + timedelta(seconds=self.backoff.delay(attempts)))
+        with self.store._unit():
+            self.store._conn.execute(f"UPDATE {t.name} SET attempts = ?, last_error = ?, next_at = ? WHERE {t.key} = ?",
+                                     (attempts, error, next_at, key))
+
+    def _finish(self, key: str, status: str, attempts: int, detail: str, now: datetime) -> None:
+        t = self.table
+        stamp = t.sent_at if status == SENT else t.given_up_at
+        stamped = f", {stamp} = ?" if stamp else ""
+        values = (status, attempts, detail, *((utc_text(now),) if stamp else ()), key)
+        with self.store._unit():
+            self.store._conn.execute(f"UPDATE {t.name} SET status = ?, attempts = ?, {t.reason} = ?{stamped} "
+                                     f"WHERE {t.key} = ?", values)
+
+    # -- reporting -------------------------------------------------------------
+
+    def statuses(self) -> dict[str, int]:
+        """How many records are pending, sent, given up (under the table's own words)."""
+        counts = dict.fromkeys(self.table.statuses, 0)
+        counts.update(self.store._conn.execute(f"SELECT status, count(*) FROM {self.table.name} GROUP BY 1"))
+        return counts
+
+    def given_up_records(self) -> list[tuple[str, str]]:
+        """``(key, reason)`` of every record given up, the earliest first."""
+        t = self.table
+        order = f"{t.given_up_at}, rowid" if t.given_up_at else "rowid"
+        return self.store._conn.execute(f"SELECT {t.key}, {t.reason} FROM {t.name} WHERE status = ? ORDER BY {order}",
+                                        (t.given_up,)).fetchall()
