@@ -266,7 +266,7 @@ def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: st
         for spec in TABLES:
             problems += _check_table(conn, spec)
         problems += _check_devices(conn)
-        problems += _check_heads(conn, [*heads(conn), *trusted], public_key)
+        problems += _check_heads(conn, heads(conn), list(trusted), public_key)
     finally:
         conn.text_factory = factory
     return problems
@@ -396,11 +396,13 @@ def _check_devices(conn: sqlite3.Connection) -> list[Problem]:
     return problems
 
 
-def _check_heads(conn: sqlite3.Connection, signed: list[Head], public_key: str | None) -> list[Problem]:
+def _check_heads(conn: sqlite3.Connection, stored: list[Head], trusted: list[Head],
+                 public_key: str | None) -> list[Problem]:
     problems = []
     links = dict(conn.execute("SELECT seq, link FROM chain UNION ALL SELECT seq, link FROM chain_blocks"))
     covered = 0
-    for head in dict.fromkeys(signed):  # a head both stored and in the heads file is checked once
+    kept = set(stored)
+    for head in dict.fromkeys([*stored, *trusted]):  # a head both stored and in the heads file is checked once
         where = f"signed head at chain entry {head.seq} ({head.signed_at})"
         if public_key and head.public_key != public_key:
             problems.append(Problem(where, "signed by another key than the collector's"))
@@ -412,6 +414,8 @@ def _check_heads(conn: sqlite3.Connection, signed: list[Head], public_key: str |
             problems.append(Problem(where, "the chain was rewritten: its link differs from the signed one"))
         else:
             covered = max(covered, head.seq)
+            if head not in kept:
+                problems.append(Problem(where, "in the heads file but no longer in the database (deleted)"))
     last = max(links, default=0)
     if last > covered:
         problems.append(Problem(f"chain entries {covered + 1}-{last}", "covered by no signed head (the heads were "

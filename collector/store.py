@@ -103,11 +103,13 @@ class Store:
         self._key = key
         self._pseudonym = Pseudonymizer(key)
         self._savepoints = 0
+        self._unsigned = False  # this store sealed records no head of its own covers yet
         # A backlog's lookups and index inserts hit the same pages again and
         # again; the default 2 MB cache makes them disk reads.
         self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         if migrate(db, MIGRATIONS):
-            self._sign_on_close()  # a migration may seal rows already there (m007_chain_v2)
+            self._unsigned = True  # a migration may seal rows already there (m007_chain_v2)
+            self._sign_on_close()
 
     @classmethod
     def open(cls, path: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True,
@@ -118,7 +120,7 @@ class Store:
 
     def close(self) -> None:
         """Sign the chain head if it moved, then close the database; safe to call twice."""
-        if self._conn is not None:
+        if self._conn is not None and self._unsigned:
             self._sign_on_close()
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is not None:
@@ -128,12 +130,17 @@ class Store:
         """Sign the chain head, store it and append it to the heads file; None when nothing new to sign."""
         with self._unit():
             head = chain.sign_head(self._conn, self._key, now)
+        self._unsigned = False
         if head is not None and self.heads_file is not None:
             chain.append_head(self.heads_file, head)
         return head
 
     def _sign_on_close(self) -> None:
-        """A clean close signs what this connection sealed, so no record is left without a signed head."""
+        """A clean close signs what this store sealed, so no record is left without a signed head.
+
+        Only what it sealed: a store opened to read (``hcp verify``) must not
+        sign over heads an intruder deleted.
+        """
         if self._conn.in_transaction:
             return  # closing in the middle of a failed transaction: it is rolled back, nothing to sign
         try:
@@ -158,7 +165,8 @@ class Store:
         """
         with transaction(self._db):
             yield
-            seal(self._conn)
+            sealed = seal(self._conn)
+        self._unsigned = self._unsigned or bool(sealed)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -62,7 +62,8 @@ def open_store(args: argparse.Namespace):  # -> Store
     from hcp.collector.store import Store
 
     config = collector_config(args)
-    return Store.open(config.database_path, config.policy.load(), load_or_create_key(config.key_path))
+    return Store.open(config.database_path, config.policy.load(), load_or_create_key(config.key_path),
+                      heads_file=config.chain.heads_file)
 
 
 def run_collector(args: argparse.Namespace) -> int:
