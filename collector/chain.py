@@ -111,45 +111,77 @@ def next_link(previous: str, table: str, key: str, digest: str) -> str:
 
 
 def seal(conn: sqlite3.Connection) -> int:
-    """Seal every record row queued in ``chain_queue``, one block per table; returns how many rows.
+    """Seal every record row not yet chained, one block per table; returns how many rows.
 
     Call inside the writing transaction, as its last step: the transaction
-    holds the write lock (on PostgreSQL, take the chain's advisory lock
-    first), so blocks follow in commit order. Each block holds its rows' names
-    and digests in the order they were inserted and links to the block before.
+    holds the write lock (on PostgreSQL, the chain's advisory lock), so blocks
+    follow in commit order. A table with an insertion order (SQLite's rowid)
+    is sealed by range, from where its last block ended; the others (without
+    rowid) through ``chain_queue``, which their insert trigger fills. Each
+    block holds its rows' names and digests in insertion order and links to
+    the block before it.
     """
-    queued = {table for (table,) in conn.execute("SELECT DISTINCT tbl FROM chain_queue")}
-    if not queued:
-        return 0
     seq, link = _last(conn)
     blocks, sealed = [], 0
+    queued = None
     for spec in TABLES:
-        if spec.table not in queued:
-            continue
-        rows = conn.execute(_seal_sql(spec)).fetchall()
+        if spec.rowid:
+            rows, first, last = _new_by_order(conn, spec)
+        else:
+            if queued is None:
+                queued = {table for (table,) in conn.execute("SELECT DISTINCT tbl FROM chain_queue")}
+            rows, first, last = [], 0, 0
+            if spec.table in queued:
+                rows = conn.execute(_queue_sql(spec)).fetchall()
         if not rows:
             continue
         at = spec.key_index
         keys = json_list([str(row[at]) for row in rows])
         hashes = row_digests(rows)
         seq += 1
-        link = block_link_v2(link, seq, spec.table, keys, hashes)
-        blocks.append((seq, spec.table, 0, 0, keys, hashes, link, VERSION))
+        link = block_link_v2(link, seq, spec.table, first, last, keys, hashes)
+        blocks.append((seq, spec.table, first, last, keys, hashes, link, VERSION))
         sealed += len(rows)
-    conn.executemany("INSERT INTO chain_blocks (seq, tbl, first_order, last_order, row_keys, row_hashes, link, "
-                     "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
-    conn.execute("DELETE FROM chain_queue")
+    if blocks:
+        conn.executemany("INSERT INTO chain_blocks (seq, tbl, first_order, last_order, row_keys, row_hashes, link, "
+                         "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
+    if queued:
+        conn.execute("DELETE FROM chain_queue")
     return sealed
 
 
-def _seal_sql(spec: Chained) -> str:
+def _new_by_order(conn: sqlite3.Connection, spec: Chained) -> tuple[list[tuple], int, int]:
+    """The rows of ``spec`` after its last sealed one, with their first and last order (rowid)."""
+    table = spec.table
+    done = conn.execute(_SEALED_UP_TO, (table,)).fetchone()[0]
+    first, last = conn.execute(f"SELECT min(rowid), max(rowid) FROM {table} WHERE rowid > ?", (done,)).fetchone()
+    if first is None:
+        return [], 0, 0
+    return conn.execute(_range_sql(spec), (done, last)).fetchall(), first, last
+
+
+_SEALED_UP_TO = ("SELECT max(coalesce((SELECT max(last_order) FROM chain_blocks WHERE tbl = ?1), 0), "
+                 "coalesce((SELECT max(row_order) FROM chain WHERE tbl = ?1), 0))")
+
+
+def _range_sql(spec: Chained) -> str:
+    if spec.table not in _SEAL_SQL:
+        _SEAL_SQL[spec.table] = (f"SELECT {spec.select()} FROM {spec.table} WHERE rowid > ? AND rowid <= ? "
+                                 "ORDER BY rowid")
+    return _SEAL_SQL[spec.table]
+
+
+def _queue_sql(spec: Chained) -> str:
     if spec.table not in _SEAL_SQL:
         _SEAL_SQL[spec.table] = (f"SELECT {spec.select('t')} FROM chain_queue q JOIN {spec.table} t "
                                  f"ON t.\"{spec.key}\" = q.row_key WHERE q.tbl = '{spec.table}' ORDER BY q.seq")
     return _SEAL_SQL[spec.table]
 
 
+#: table -> the query reading its rows to seal.
 _SEAL_SQL: dict[str, str] = {}
+
+
 def _last(conn: sqlite3.Connection) -> tuple[int, str]:
     """The chain's last (seq, link): its newest block, else its newest per-row entry, else the genesis."""
     for table in ("chain_blocks", "chain"):
@@ -294,7 +326,7 @@ def _check_links(conn: sqlite3.Connection) -> list[Problem]:
             "SELECT seq, tbl, first_order, last_order, row_keys, row_hashes, link, version FROM chain_blocks "
             "ORDER BY seq").fetchall():
         if version == VERSION:
-            computed = block_link_v2(link, seq, table, keys, hashes if isinstance(hashes, bytes) else b"")
+            computed = block_link_v2(link, seq, table, first, last, keys, hashes if isinstance(hashes, bytes) else b"")
         else:
             computed = block_link(link, table, first, last, keys, hashes)
         follow(seq, computed, stored, f"block of {table}")

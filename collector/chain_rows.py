@@ -39,7 +39,9 @@ class Chained:
     table: str
     key: str  # the column naming a row in reports (unique)
     columns: tuple[str, ...]
-    rowid: bool = True  # SQLite: the table has a rowid, whose order verify also checks
+    #: SQLite: the table has a rowid, its insertion order: sealed by rowid range, and verify checks the order.
+    #: Without one (``WITHOUT ROWID``), new rows are found through ``chain_queue``.
+    rowid: bool = True
 
     @property
     def key_index(self) -> int:
@@ -92,7 +94,7 @@ def row_digest(row: tuple) -> bytes:
     return hashlib.sha256(ascii(row).encode("ascii")).digest()
 
 
-def block_link(previous: str, seq: int, table: str, keys: str, hashes: bytes) -> str:
+def block_link(previous: str, seq: int, table: str, first: int, last: int, keys: str, hashes: bytes) -> str:
     """The link of a version-2 block: the previous link, its place in the chain, and everything it holds."""
-    return hashlib.sha256(f"hcp-chain/{VERSION}|{previous}|{seq}|{table}|{keys}|".encode("utf-8", "surrogatepass")
-                          + hashes).hexdigest()
+    return hashlib.sha256(f"hcp-chain/{VERSION}|{previous}|{seq}|{table}|{first}|{last}|{keys}|"
+                          .encode("utf-8", "surrogatepass") + hashes).hexdigest()

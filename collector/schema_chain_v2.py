@@ -4,19 +4,24 @@ Before this migration the chain sealed each table's rows by rowid range and
 hashed SQLite's own JSON text of a row, and it left out the case records, the
 unit claims and the device registrations. From here on:
 
-- every insert into a chained table (``chain_rows.TABLES``) also queues the
-  row's key in ``chain_queue`` (a trigger; the PostgreSQL schema has the
-  same). The commit's seal reads the queued rows, hashes them in Python,
-  appends one block per table and empties the queue. The queue is work state:
-  each transaction sees only its own entries and committed ones, so with
-  several writers each seals what it wrote, and the lock the seal takes (here
-  SQLite's write lock) keeps the blocks in commit order;
+- every chained table (``chain_rows.TABLES``) is sealed by the commit that
+  wrote its rows: the rows are hashed in Python and appended as one block
+  per table. A table with a rowid is read by rowid range from where its last
+  block ended (SQLite has one writer at a time, so the range is exactly the
+  commit's rows). A table without one (``cases``, ``rating_claims``) has an
+  insert trigger that queues the new row's key in ``chain_queue``; the seal
+  reads the queued rows and empties the queue. The queue is work state and
+  engine-neutral: each transaction sees only its own entries and committed
+  ones, so with several writers each seals exactly what it wrote, and the
+  lock the seal takes keeps the blocks in commit order (PostgreSQL: an
+  advisory lock; there, every chained table can go through the queue);
 - ``chain_blocks`` gains ``version``: 1 for blocks written before, verified as
   they were; 2 for new ones, which continue the numbering and the links;
 - device registrations become append-only events, ``device_events``;
   ``devices`` stays the current state, and verify checks it against them;
 - case records and unit claims, only ever inserted, become append-only; the
-  rows already there are queued here and sealed at the end of this migration.
+  rows already there, and the registrations, are sealed at the end of this
+  migration (the store signs a head right after).
 
 ``pending_cases``, ``device_status``, ``device_fleet``, the notification and
 upstream work lists and the sealed contacts and identities are work state or
@@ -57,7 +62,7 @@ def m007_chain_v2(db: sqlite_utils.Database) -> None:
     from hcp.collector.chain import seal
 
     run_script(db, _SQL)
-    for spec in TABLES:
+    for spec in (spec for spec in TABLES if not spec.rowid):
         db.execute(f"CREATE TRIGGER {spec.table}_chain AFTER INSERT ON {spec.table} BEGIN "
                    f"INSERT INTO chain_queue (tbl, row_key) VALUES ('{spec.table}', NEW.\"{spec.key}\"); END")
     make_append_only(db, APPEND_ONLY)
