@@ -290,3 +290,24 @@ def test_chains_of_earlier_collectors_still_verify_and_version_2_continues_them(
     assert [p.split(" (")[0] for p in problems] == [
         "cases C1: edited since it was recorded", "ratings 0190a0b0-0000-7000-8000-000000000009: edited since it was "
         "recorded", "ratings r0: edited since it was recorded", "ratings r2: edited since it was recorded"]
+
+
+# ---- the version-2 definition ----------------------------------------------------------------------------------
+
+def test_the_chained_columns_are_every_column_of_the_migrated_tables():
+    db = open_db(":memory:")
+    migrate(db, MIGRATIONS)
+    for spec in chain_rows.TABLES:
+        assert spec.columns == tuple(row[1] for row in db.conn.execute(f"PRAGMA table_info({spec.table})"))
+        sql = db.conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (spec.table,)).fetchone()[0]
+        assert spec.rowid == ("WITHOUT ROWID" not in sql), spec.table
+
+
+def test_the_canonical_bytes_of_a_row_never_change():
+    """Chains already written must verify with later code and Pythons: a change here is a new VERSION."""
+    row = ("t", "é\udcff\n'\"", 1, None, 1.5, b"\x00", -2**70)
+    assert ascii(row).encode("ascii") == (b"""('t', '\\xe9\\udcff\\n\\'"', 1, None, 1.5, b'\\x00', """
+                                          b"-1180591620717411303424)")
+    assert chain_rows.row_digest(row).hex() == "e95025a99f0a618e42e32cb3fae56b8743fa3eb8d0900c323b7f75042151210d"
+    assert chain_rows.row_digest(("t", "1")) != chain_rows.row_digest(("t", 1)) != chain_rows.row_digest(("t", None))
+    assert chain_rows.row_digest(("t", b"1")) != chain_rows.row_digest(("t", "b'1'"))
