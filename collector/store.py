@@ -109,7 +109,7 @@ class Store:
         self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         if migrate(db, MIGRATIONS):
             self._unsigned = True  # a migration may seal rows already there (m007_chain_v2)
-            self._sign_on_close()
+            self._sign_quietly()
 
     @classmethod
     def open(cls, path: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True,
@@ -121,7 +121,7 @@ class Store:
     def close(self) -> None:
         """Sign the chain head if it moved, then close the database; safe to call twice."""
         if self._conn is not None and self._unsigned:
-            self._sign_on_close()
+            self._sign_quietly()
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is not None:
             conn.close()
@@ -135,8 +135,8 @@ class Store:
             chain.append_head(self.heads_file, head)
         return head
 
-    def _sign_on_close(self) -> None:
-        """A clean close signs what this store sealed, so no record is left without a signed head.
+    def _sign_quietly(self) -> None:
+        """Sign what this store sealed (on a clean close, after a migration), logging a failure.
 
         Only what it sealed: a store opened to read (``hcp verify``) must not
         sign over heads an intruder deleted.
@@ -198,7 +198,10 @@ class Store:
             self._conn.execute(f"ROLLBACK TO {name}")
             self._conn.execute(f"RELEASE {name}")
         except sqlite3.OperationalError as err:
+            # Nothing of the failed block may be committed: give up the whole transaction.
             log.warning("rolling back to savepoint %s failed too (%s); the transaction is rolled back", name, err)
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
 
     @contextmanager
     def _unit(self) -> Iterator[None]:

@@ -59,6 +59,9 @@ def _as_intruder(folder: Path, change: Callable[[sqlite3.Connection], None]) -> 
 def test_an_untouched_hall_verifies_with_its_heads_file(hall, capsys):
     assert (hall / "anchor" / "heads.jsonl").read_text("utf-8").count("\n") == 1  # signed on closing the store
     assert _verify(hall, capsys) == (0, "verified: records, chain and signed heads agree\n")
+    (hall / "anchor" / "heads.jsonl").unlink()
+    assert _verify(hall, capsys) == (1, f"heads file {hall / 'anchor' / 'heads.jsonl'}: missing, though the "
+                                        "database holds signed heads\n1 problem(s)\n")
 
 
 def test_editing_a_case_records_clerk(hall, capsys):

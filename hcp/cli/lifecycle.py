@@ -412,11 +412,12 @@ def _register_verify(subparsers: Sub) -> None:
 
 def verify(args: argparse.Namespace) -> int:
     from hcp.cli.central import collector_config
-    from hcp.collector.chain import read_heads
+    from hcp.collector.chain import Problem, read_heads
 
-    trusted = []
-    heads_file = args.heads or collector_config(args).chain.heads_file
-    if heads_file:
+    trusted, heads_file = [], args.heads or collector_config(args).chain.heads_file
+    # The configured file is written with the first head: before it, its absence is no finding.
+    missing = heads_file is not None and not args.heads and not heads_file.exists()
+    if heads_file and not missing:
         try:
             trusted = read_heads(heads_file)
         except (OSError, ValueError) as err:
@@ -424,6 +425,8 @@ def verify(args: argparse.Namespace) -> int:
     store, lifecycle = _lifecycle(args)
     with store:
         problems = lifecycle.verify(trusted)
+        if missing and lifecycle.heads():
+            problems.append(Problem(f"heads file {heads_file}", "missing, though the database holds signed heads"))
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s)" if problems else "verified: records, chain and signed heads agree")
