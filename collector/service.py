@@ -156,7 +156,8 @@ class Collector:
         if worker is not None and worker is not threading.current_thread():
             worker.join(_JOIN_S)
         if worker is not None and not worker.is_alive():
-            self._sign_head(wait_s=_PUBLISH_WAIT_S)  # a clean shutdown leaves no record without a signed head
+            # A clean shutdown leaves no record without a signed head, and the retained head is the last one.
+            self._sign_head(wait_s=_PUBLISH_WAIT_S, publish_last=True)
         link, self._link = getattr(self, "_link", None), None
         if link is not None:
             link.close()
@@ -212,18 +213,22 @@ class Collector:
             if time.monotonic() >= self._sign_due:  # busy or idle: a steady stream must not postpone it
                 self._sign_head()
 
-    def _sign_head(self, wait_s: float | None = None) -> None:
+    def _sign_head(self, wait_s: float | None = None, publish_last: bool = False) -> None:
         """Sign the chain head (stored, appended to the heads file) and publish it retained.
 
         The retained copy and the heads file are the anchors outside the
         database: deleting the chain's tail together with the heads stored in
-        it still leaves a head the chain no longer reaches.
+        it still leaves a head the chain no longer reaches. ``publish_last``:
+        publish the newest stored head even when another connection (the
+        phone page's) signed it.
         """
         self._sign_due = time.monotonic() + self.config.chain.sign_interval_s
         if self._store is None:
             return
         try:
             head = self._store.sign_head(now_cst())
+            if head is None and publish_last:
+                head = next(iter(Lifecycle(self._store).heads()[-1:]), None)
         except (sqlite3.Error, OSError) as err:
             log.error("could not sign the chain head: %s; trying again in %s s", err,
                       self.config.chain.sign_interval_s)
