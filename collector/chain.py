@@ -1,8 +1,8 @@
 """Tamper evidence: an append-only hash chain over the records, and signed heads.
 
 Every committed transaction ends by *sealing*: the record rows it inserted
-(queued by the database in ``chain_queue``) become one block per table in
-``chain_blocks``, holding every row's name and the SHA-256 of its canonical
+(found by rowid range, or queued in ``chain_queue`` for tables without a
+rowid) become one block per table in ``chain_blocks``, holding every row's name and the SHA-256 of its canonical
 bytes (``hcp.collector.chain_rows``: built in Python, the same on every
 engine), and a link, the SHA-256 of the previous link, the block's place and
 its content. Editing a row changes its hash; deleting or inserting one leaves
@@ -43,9 +43,9 @@ from hcp.db import json_list
 CHAINED = tuple((spec.table, spec.key) for spec in TABLES)
 #: The tables version-1 blocks and per-row entries covered.
 CHAINED_V1 = (("ratings", "rating_id"), ("rating_decisions", "id"), ("rating_links", "rating_id"),
-           ("followups", "id"), ("followup_events", "id"),
-           ("followup_contacts", "followup_id"), ("appeals", "id"), ("appeal_decisions", "id"),
-           ("exclusions", "id"), ("malicious_raters", "id"), ("rating_texts", "rating_id"))
+              ("followups", "id"), ("followup_events", "id"),
+              ("followup_contacts", "followup_id"), ("appeals", "id"), ("appeal_decisions", "id"),
+              ("exclusions", "id"), ("malicious_raters", "id"), ("rating_texts", "rating_id"))
 GENESIS = "0" * 64
 
 
