@@ -7,6 +7,7 @@ import random
 import re
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,30 @@ def test_the_canonical_bytes_of_a_row_never_change():
     assert chain_rows.row_digest(row).hex() == "e95025a99f0a618e42e32cb3fae56b8743fa3eb8d0900c323b7f75042151210d"
     assert chain_rows.row_digest(("t", "1")) != chain_rows.row_digest(("t", 1)) != chain_rows.row_digest(("t", None))
     assert chain_rows.row_digest(("t", b"1")) != chain_rows.row_digest(("t", "b'1'"))
+
+
+def test_two_writers_on_one_database_chain_every_row_in_commit_order(tmp_path):
+    """Two stores (the collector and its phone page) commit at once: each seals what it wrote, under the lock."""
+    path = tmp_path / "two.sqlite"
+    with Store.open(path, load_profile("ordos"), KEY) as store:
+        for device in ("d1", "d2"):
+            store.register_device(device, "h1", device)
+        store.add_cases([CaseRecord(case_id=f"C{device}{n}", hall_id="h1", window_id=device, item_code="I",
+                                    item_name="x", clerk_id="E1", intake="ok", completed_at=now_cst())
+                         for device in ("d1", "d2") for n in range(40)], now_cst())
+
+    def write(device: str) -> None:
+        with Store.open(path, load_profile("ordos"), KEY, check_same_thread=False) as writer:
+            for n in range(40):
+                rating = Rating(rating_id=f"0190a0b0-0000-7000-8000-{device[1]}{n:011d}", seq=n + 1, kind="service",
+                                case_ids=[f"C{device}{n}"], score=1 + n % 5, rated_at=now_cst(), clock_synced=True)
+                writer.ingest(device, RatingMessage(v=1, device_id=device, ratings=[rating]), now_cst())
+
+    threads = [threading.Thread(target=write, args=(device,)) for device in ("d1", "d2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with Store.open(path, load_profile("ordos"), KEY) as store:
+        assert store.totals()["accepted"] == 80
+        assert chain.verify(store._conn) == []  # both writers signed on closing
