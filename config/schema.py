@@ -167,7 +167,7 @@ class ChainSection(_Section):
     heads_file: Path | None = Field(
         None, description="File the collector appends every signed chain head to (JSON lines), kept outside "
         "the database; `hcp verify` checks it by default. Put it on another disk or a synced folder.",
-        examples=["/var/lib/hcp-heads/chain-heads.jsonl"])
+        examples=["/var/lib/hcp/heads/chain-heads.jsonl"])
 
 
 class FleetSection(_Section):
