@@ -1,38 +1,51 @@
 """Tamper evidence: an append-only hash chain over the records, and signed heads.
 
-Every committed transaction ends by *sealing*: each table's record rows not
-yet chained become one block in ``chain_blocks``, holding every row's name and
-the SHA-256 of its content, and a link, the SHA-256 of the previous link and
-this block. Editing a row changes its hash; deleting or inserting one leaves a
-name without a row or a row without a name; reordering breaks the order the
-blocks recorded. (Databases from before migration m006 also hold per-row
-entries in ``chain``; they are verified as they are, and the blocks continue
-their numbering and links.) Rewriting the chain
-to match is what the *signed heads* catch: the collector signs the last link
-with an Ed25519 key derived from its secret key, and the heads are exported
-for safekeeping elsewhere, where only the public key is needed to check them.
+Every committed transaction ends by *sealing*: the record rows it inserted
+(found by rowid range, or queued in ``chain_queue`` for tables without a
+rowid) become one block per table in ``chain_blocks``, holding every row's name and the SHA-256 of its canonical
+bytes (``hcp.collector.chain_rows``: built in Python, the same on every
+engine), and a link, the SHA-256 of the previous link, the block's place and
+its content. Editing a row changes its hash; deleting or inserting one leaves
+a name without a row or a row without a name; on SQLite, reordering breaks the
+order the blocks recorded. Rewriting the chain to match is what the *signed
+heads* catch: the collector signs the last link with an Ed25519 key derived
+from its secret key, stores the head, appends it to a heads file and publishes
+it retained, so a copy lives outside the database; only the public key is
+needed to check them. ``verify`` also fails when chain entries exist that no
+signed head covers, and when the schema's objects differ from what the
+migrations create (``hcp.collector.schema_check``).
+
+Older chains still verify: per-row entries in ``chain`` (before m006), and
+version-1 blocks (m006), whose rows were hashed as SQLite's JSON text and
+sealed by rowid range. Version-2 blocks continue their numbering and links.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from hcp.collector.chain_rows import TABLES, VERSION, Chained, row_digest, row_digests
+from hcp.collector.chain_rows import block_link as block_link_v2
 from hcp.db import json_list
 
-#: The chained tables with the column that names a row; sealed in this order.
-CHAINED = (("ratings", "rating_id"), ("rating_decisions", "id"), ("rating_links", "rating_id"),
-           ("followups", "id"), ("followup_events", "id"),
-           ("followup_contacts", "followup_id"), ("appeals", "id"), ("appeal_decisions", "id"),
-           ("exclusions", "id"), ("malicious_raters", "id"), ("rating_texts", "rating_id"))
+#: The tables the chain covers with the column that names a row (``chain_rows.TABLES``), in sealing order.
+CHAINED = tuple((spec.table, spec.key) for spec in TABLES)
+#: The tables version-1 blocks and per-row entries covered.
+CHAINED_V1 = (("ratings", "rating_id"), ("rating_decisions", "id"), ("rating_links", "rating_id"),
+              ("followups", "id"), ("followup_events", "id"),
+              ("followup_contacts", "followup_id"), ("appeals", "id"), ("appeal_decisions", "id"),
+              ("exclusions", "id"), ("malicious_raters", "id"), ("rating_texts", "rating_id"))
 GENESIS = "0" * 64
 
 
@@ -100,33 +113,73 @@ def next_link(previous: str, table: str, key: str, digest: str) -> str:
 def seal(conn: sqlite3.Connection) -> int:
     """Seal every record row not yet chained, one block per table; returns how many rows.
 
-    Call inside the writing transaction. Each block holds its rows' names and
-    digests in rowid order and links to the block before it.
+    Call inside the writing transaction, as its last step: the transaction
+    holds the write lock (on PostgreSQL, the chain's advisory lock), so blocks
+    follow in commit order. A table with an insertion order (SQLite's rowid)
+    is sealed by range, from where its last block ended; the others (without
+    rowid) through ``chain_queue``, which their insert trigger fills. Each
+    block holds its rows' names and digests in insertion order and links to
+    the block before it.
     """
     seq, link = _last(conn)
     blocks, sealed = [], 0
-    sha256 = hashlib.sha256
-    for table, key in CHAINED:
-        done = conn.execute(_SEALED_UP_TO, (table,)).fetchone()[0]
-        # The content as its UTF-8 bytes straight from SQLite: what verify hashes, without a str in between.
-        rows = conn.execute(f'SELECT rowid, "{key}", CAST({row_json_sql(conn, table)} AS BLOB) FROM {table} '
-                            "WHERE rowid > ? ORDER BY rowid", (done,)).fetchall()
+    queued = None
+    for spec in TABLES:
+        if spec.rowid:
+            rows, first, last = _new_by_order(conn, spec)
+        else:
+            if queued is None:
+                queued = {table for (table,) in conn.execute("SELECT DISTINCT tbl FROM chain_queue")}
+            rows, first, last = [], 0, 0
+            if spec.table in queued:
+                rows = conn.execute(_queue_sql(spec)).fetchall()
         if not rows:
             continue
-        keys = json_list([str(name) for _rowid, name, _content in rows])
-        hashes = b"".join([sha256(content).digest() for *_, content in rows])
+        at = spec.key_index
+        keys = json_list([str(row[at]) for row in rows])
+        hashes = row_digests(rows)
         seq += 1
-        first, last = rows[0][0], rows[-1][0]
-        link = block_link(link, table, first, last, keys, hashes)
-        blocks.append((seq, table, first, last, keys, hashes, link))
+        link = block_link_v2(link, seq, spec.table, first, last, keys, hashes)
+        blocks.append((seq, spec.table, first, last, keys, hashes, link, VERSION))
         sealed += len(rows)
-    conn.executemany("INSERT INTO chain_blocks (seq, tbl, first_order, last_order, row_keys, row_hashes, link) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)", blocks)
+    if blocks:
+        conn.executemany("INSERT INTO chain_blocks (seq, tbl, first_order, last_order, row_keys, row_hashes, link, "
+                         "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
+    if queued:
+        conn.execute("DELETE FROM chain_queue")
     return sealed
+
+
+def _new_by_order(conn: sqlite3.Connection, spec: Chained) -> tuple[list[tuple], int, int]:
+    """The rows of ``spec`` after its last sealed one, with their first and last order (rowid)."""
+    table = spec.table
+    done = conn.execute(_SEALED_UP_TO, (table,)).fetchone()[0]
+    first, last = conn.execute(f"SELECT min(rowid), max(rowid) FROM {table} WHERE rowid > ?", (done,)).fetchone()
+    if first is None:
+        return [], 0, 0
+    return conn.execute(_range_sql(spec), (done, last)).fetchall(), first, last
 
 
 _SEALED_UP_TO = ("SELECT max(coalesce((SELECT max(last_order) FROM chain_blocks WHERE tbl = ?1), 0), "
                  "coalesce((SELECT max(row_order) FROM chain WHERE tbl = ?1), 0))")
+
+
+def _range_sql(spec: Chained) -> str:
+    if spec.table not in _SEAL_SQL:
+        _SEAL_SQL[spec.table] = (f"SELECT {spec.select()} FROM {spec.table} WHERE rowid > ? AND rowid <= ? "
+                                 "ORDER BY rowid")
+    return _SEAL_SQL[spec.table]
+
+
+def _queue_sql(spec: Chained) -> str:
+    if spec.table not in _SEAL_SQL:
+        _SEAL_SQL[spec.table] = (f"SELECT {spec.select('t')} FROM chain_queue q JOIN {spec.table} t "
+                                 f"ON t.\"{spec.key}\" = q.row_key WHERE q.tbl = '{spec.table}' ORDER BY q.seq")
+    return _SEAL_SQL[spec.table]
+
+
+#: table -> the query reading its rows to seal.
+_SEAL_SQL: dict[str, str] = {}
 
 
 def _last(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -199,6 +252,33 @@ def sign_head(conn: sqlite3.Connection, secret: bytes, now: datetime) -> Head | 
     return head
 
 
+def head_json(head: Head) -> str:
+    """A head as one JSON line: the form of the heads file, ``hcp chain heads`` and the retained message."""
+    return json.dumps(head.__dict__, sort_keys=True)
+
+
+def append_head(path: Path, head: Head) -> None:
+    """Append a head to the heads file, flushed to disk: its copy outside the database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(head_json(head) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def read_heads(path: Path) -> list[Head]:
+    """The heads of a heads file (JSON lines). Raises OSError, or ValueError naming the line that is not a head."""
+    found = []
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            found.append(Head(**json.loads(line)))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"line {number} is not a signed head ({err})") from None
+    return found
+
+
 def heads(conn: sqlite3.Connection) -> list[Head]:
     """Every stored signed head, oldest first."""
     return [Head(*row) for row in conn.execute(
@@ -206,15 +286,19 @@ def heads(conn: sqlite3.Connection) -> list[Head]:
 
 
 def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: str | None = None) -> list[Problem]:
-    """Every disagreement between the records, the chain and the heads (stored and ``trusted``)."""
+    """Every disagreement between the schema, the records, the chain and the heads (stored and ``trusted``)."""
+    from hcp.collector.schema_check import schema_problems
+
     factory = conn.text_factory
     # An intruder may leave text that is not UTF-8; it must be reported, not crash the check.
     conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     try:
-        problems = _check_links(conn)
-        for table, key in CHAINED:
-            problems += _check_table(conn, table, key)
-        problems += _check_heads(conn, [*heads(conn), *trusted], public_key)
+        problems = [Problem(where, what) for where, what in schema_problems(conn)]
+        problems += _check_links(conn)
+        for spec in TABLES:
+            problems += _check_table(conn, spec)
+        problems += _check_devices(conn)
+        problems += _check_heads(conn, heads(conn), list(trusted), public_key)
     finally:
         conn.text_factory = factory
     return problems
@@ -238,72 +322,119 @@ def _check_links(conn: sqlite3.Connection) -> list[Problem]:
     for seq, table, key, digest, stored in conn.execute(
             "SELECT seq, tbl, row_key, row_hash, link FROM chain ORDER BY seq").fetchall():
         follow(seq, next_link(link, table, key, digest), stored, f"{table} {key}")
-    for seq, table, first, last, keys, hashes, stored in conn.execute(
-            "SELECT seq, tbl, first_order, last_order, row_keys, row_hashes, link FROM chain_blocks ORDER BY seq"):
-        follow(seq, block_link(link, table, first, last, keys, hashes), stored, f"block of {table}")
+    for seq, table, first, last, keys, hashes, stored, version in conn.execute(
+            "SELECT seq, tbl, first_order, last_order, row_keys, row_hashes, link, version FROM chain_blocks "
+            "ORDER BY seq").fetchall():
+        if version == VERSION:
+            computed = block_link_v2(link, seq, table, first, last, keys, hashes if isinstance(hashes, bytes) else b"")
+        else:
+            computed = block_link(link, table, first, last, keys, hashes)
+        follow(seq, computed, stored, f"block of {table}")
     return problems
 
 
-def _sealed_rows(conn: sqlite3.Connection, table: str) -> Iterator[tuple[int, str, bytes | str, bool]]:
-    """(seq, row name, digest, per-row entry?) for every row the chain sealed in ``table``, in sealing order."""
+def _sealed_rows(conn: sqlite3.Connection, table: str) -> Iterator[tuple[int, str, bytes | str, int]]:
+    """(seq, row name, digest, version) for every row the chain sealed in ``table``, in sealing order.
+
+    Version 0 is a per-row entry of ``chain``, 1 and 2 a row of a block.
+    """
     for seq, name, digest in conn.execute("SELECT seq, row_key, row_hash FROM chain WHERE tbl = ? ORDER BY seq",
                                           (table,)):
-        yield seq, name, digest, True
-    for seq, keys, hashes in conn.execute("SELECT seq, row_keys, row_hashes FROM chain_blocks WHERE tbl = ? "
-                                          "ORDER BY seq", (table,)):
+        yield seq, name, digest, 0
+    for seq, keys, hashes, version in conn.execute("SELECT seq, row_keys, row_hashes, version FROM chain_blocks "
+                                                   "WHERE tbl = ? ORDER BY seq", (table,)):
         try:
             names = json.loads(keys)
         except ValueError:
             names = []
         if not isinstance(names, list) or not isinstance(hashes, bytes) or len(hashes) != 32 * len(names):
-            yield seq, f"(block {seq})", b"", False  # a damaged block: its link check reports it too
+            yield seq, f"(block {seq})", b"", version  # a damaged block: its link check reports it too
             continue
         for i, name in enumerate(names):
-            yield seq, str(name), hashes[32 * i:32 * i + 32], False
+            yield seq, str(name), hashes[32 * i:32 * i + 32], version
 
 
-def _row_digests(conn: sqlite3.Connection, table: str, key: str) -> dict[str, tuple[int, bytes]]:
-    """row name -> (rowid, its block digest) for every row now in ``table``."""
-    rows: dict[str, tuple[int, bytes]] = {}
+def _v1_digests(conn: sqlite3.Connection, table: str, key: str) -> dict[str, bytes]:
+    """row name -> its version-1 block digest (SQLite's JSON text of the row) for every row now in ``table``."""
+    rows: dict[str, bytes] = {}
     for every_column in (False, True):
         try:
-            for rowid, name, content in conn.execute(
-                    f'SELECT rowid, "{key}", {row_json_sql(conn, table, every_column=every_column)} FROM {table} '
-                    "ORDER BY rowid"):
-                rows[str(name)] = (rowid, hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest())
+            for name, content in conn.execute(
+                    f'SELECT "{key}", {row_json_sql(conn, table, every_column=every_column)} FROM {table}'):
+                rows[str(name)] = hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest()
             return rows
         except sqlite3.OperationalError:
             rows.clear()  # a blob where JSON cannot hold one: tampered; tag every column and look again
     raise AssertionError("unreachable: every column tagged always renders")
 
 
-def _check_table(conn: sqlite3.Connection, table: str, key: str) -> list[Problem]:
-    rows = _row_digests(conn, table, key)
+def _current_rows(conn: sqlite3.Connection, spec: Chained) -> dict[str, tuple[int | None, bytes]]:
+    """row name -> (its rowid on SQLite, else None; its version-2 digest) for every row now in the table."""
+    order = "rowid" if spec.rowid else "NULL"
+    at = spec.key_index + 1
+    return {str(row[at]): (row[0], row_digest(row[1:]))
+            for row in conn.execute(f"SELECT {order}, {spec.select()} FROM {spec.table}")}
+
+
+def _check_table(conn: sqlite3.Connection, spec: Chained) -> list[Problem]:
+    table, key = spec.table, spec.key
+    rows = _current_rows(conn, spec)
+    sealed = list(_sealed_rows(conn, table))
+    versions = {entry[3] for entry in sealed}
+    v1 = _v1_digests(conn, table, key) if 1 in versions else {}
     legacy: dict[str, str] = {}
-    if conn.execute("SELECT 1 FROM chain WHERE tbl = ? LIMIT 1", (table,)).fetchone():
+    if 0 in versions:
         legacy = {str(name): content_hash(content) for name, content in conn.execute(
             f'SELECT "{key}", {content_sql(conn, table)} FROM {table}')}
     problems, last_rowid, last_key = [], 0, None
-    for seq, name, digest, per_row in _sealed_rows(conn, table):
+    for seq, name, digest, version in sealed:
         found = rows.pop(name, None)
         if found is None:
             problems.append(Problem(f"{table} {name}", f"deleted (chain entry {seq})"))
             continue
-        if (legacy.get(name) if per_row else found[1]) != digest:
+        current = found[1] if version == VERSION else v1.get(name) if version == 1 else legacy.get(name)
+        if current != digest:
             problems.append(Problem(f"{table} {name}", f"edited since it was recorded (chain entry {seq})"))
-        if found[0] < last_rowid:
+        if found[0] is not None and found[0] < last_rowid:
             problems.append(Problem(f"{table} {name}", f"reordered: now stored before {last_key} "
                                                        f"(chain entry {seq})"))
-        last_rowid, last_key = found[0], name
-    problems += [Problem(f"{table} {name}", f"inserted outside the collector (row {rowid}, not in the chain)")
-                 for name, (rowid, _digest) in rows.items()]
+        last_rowid, last_key = found[0] or 0, name
+    problems += [Problem(f"{table} {name}", "inserted outside the collector (" + (f"row {rowid}, " if rowid else "")
+                         + "not in the chain)") for name, (rowid, _digest) in rows.items()]
     return problems
 
 
-def _check_heads(conn: sqlite3.Connection, signed: list[Head], public_key: str | None) -> list[Problem]:
+def _check_devices(conn: sqlite3.Connection) -> list[Problem]:
+    """The current registrations (``devices``) must be what the chained registration events add up to."""
+    state: dict[str, tuple[str, str, str]] = {}
+    for device_id, action, hall_id, window_id, at in conn.execute(
+            "SELECT device_id, action, hall_id, window_id, at FROM device_events ORDER BY id"):
+        if action == "remove":
+            state.pop(device_id, None)
+        else:
+            state[device_id] = (hall_id, window_id, state[device_id][2] if device_id in state else at)
+    problems = []
+    for device_id, hall_id, window_id, registered_at in conn.execute(
+            "SELECT device_id, hall_id, window_id, registered_at FROM devices"):
+        recorded = state.pop(device_id, None)
+        if recorded is None:
+            problems.append(Problem(f"devices {device_id}", "registered outside the collector (no registration "
+                                                            "event)"))
+        elif recorded != (hall_id, window_id, registered_at):
+            problems.append(Problem(f"devices {device_id}", f"differs from its registration events (recorded "
+                                                            f"{recorded[0]}/{recorded[1]}, now {hall_id}/{window_id})"))
+    problems += [Problem(f"devices {device_id}", "removed outside the collector (no remove event)")
+                 for device_id in state]
+    return problems
+
+
+def _check_heads(conn: sqlite3.Connection, stored: list[Head], trusted: list[Head],
+                 public_key: str | None) -> list[Problem]:
     problems = []
     links = dict(conn.execute("SELECT seq, link FROM chain UNION ALL SELECT seq, link FROM chain_blocks"))
-    for head in signed:
+    covered = 0
+    kept = set(stored)
+    for head in dict.fromkeys([*stored, *trusted]):  # a head both stored and in the heads file is checked once
         where = f"signed head at chain entry {head.seq} ({head.signed_at})"
         if public_key and head.public_key != public_key:
             problems.append(Problem(where, "signed by another key than the collector's"))
@@ -313,6 +444,14 @@ def _check_heads(conn: sqlite3.Connection, signed: list[Head], public_key: str |
             problems.append(Problem(where, "the chain no longer reaches this entry (truncated)"))
         elif links[head.seq] != head.link:
             problems.append(Problem(where, "the chain was rewritten: its link differs from the signed one"))
+        else:
+            covered = max(covered, head.seq)
+            if head not in kept:
+                problems.append(Problem(where, "in the heads file but no longer in the database (deleted)"))
+    last = max(links, default=0)
+    if last > covered:
+        problems.append(Problem(f"chain entries {covered + 1}-{last}", "covered by no signed head (the heads were "
+                                "deleted, or the collector stopped without signing)"))
     return problems
 
 

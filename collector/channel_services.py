@@ -41,7 +41,8 @@ class ChannelServices:
         return bool(self.config.web.listen or self.config.notify.gateway_url or self.config.upstream.url)
 
     def _store(self) -> Store:
-        store = Store.open(self.database, self.profile, load_or_create_key(self.secret_file), check_same_thread=False)
+        store = Store.open(self.database, self.profile, load_or_create_key(self.secret_file), check_same_thread=False,
+                           heads_file=self.config.chain.heads_file)
         self._stores.append(store)
         return store
 

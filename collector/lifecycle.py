@@ -333,9 +333,8 @@ class Lifecycle:
     # -- tamper evidence ----------------------------------------------------
 
     def sign_head(self, now: datetime) -> chain.Head | None:
-        """Seal and sign the chain head (the collector does this periodically)."""
-        with self.store._unit():
-            return chain.sign_head(self._conn, self.store._key, now)
+        """Sign the chain head, store it and append it to the heads file (the collector does this periodically)."""
+        return self.store.sign_head(now)
 
     def verify(self, trusted: list[chain.Head] = ()) -> list[chain.Problem]:
         """Every place the records, the chain and the signed heads disagree."""

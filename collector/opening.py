@@ -43,7 +43,8 @@ def open_store(config: CollectorConfig, *, create: bool = False, check_same_thre
             _create_private(path)
         key = load_or_create_key(key_path)
         # Any profile will do until settle_policy reads the recorded one.
-        store = Store.open(path, PolicySection().load(), key, check_same_thread=check_same_thread)
+        store = Store.open(path, PolicySection().load(), key, check_same_thread=check_same_thread,
+                           heads_file=config.chain.heads_file)
     except (OSError, sqlite3.Error) as err:
         raise StoreError(f"{path}: cannot open the collector database ({_reason(err)})") from None
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from hcp.collector.schema_chain import m006_chain_blocks
+from hcp.collector.schema_chain_v2 import m009_chain_v2
 from hcp.collector.schema_channels import m005_channels
 from hcp.collector.schema_lifecycle import m004_lifecycle
 from hcp.collector.schema_meta import m008_store_meta
@@ -120,4 +121,4 @@ def m003_fleet(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS = [m001_collector, m002_rating_links, m003_fleet, m004_lifecycle, m005_channels, m006_chain_blocks,
-              m007_upstream_fields, m008_store_meta]
+              m007_upstream_fields, m008_store_meta, m009_chain_v2]

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from hcp.collector.chain import head_json as chain_head_json
 from hcp.collector.channels import Contacts
 from hcp.collector.exc import MessageRefused
 from hcp.collector.lifecycle import Lifecycle
@@ -67,6 +68,8 @@ _JOIN_S = 30.0
 _STUCK_S = 60.0
 #: Seconds after start before the first default job (then collector.lifecycle_interval_s).
 _FIRST_LIFECYCLE_S = 10.0
+#: How long a clean shutdown waits for the broker to take the last signed head.
+_PUBLISH_WAIT_S = 5.0
 #: A failed commit is tried again after this many seconds, doubling up to _RETRY_MAX_S.
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
@@ -111,6 +114,7 @@ class Collector:
         # the broker kept while we were down were made in time and must be
         # handled before their cases are defaulted.
         self._lifecycle_due = time.monotonic() + _FIRST_LIFECYCLE_S
+        self._sign_due = time.monotonic() + config.chain.sign_interval_s
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -121,7 +125,8 @@ class Collector:
         key = load_or_create_key(self.secret_file)
         self._seal_key = SealKey.load_or_create(seal_key_path(self.secret_file))
         # The worker thread owns the connection from here on.
-        self._store = Store.open(self.database, self.profile, key, check_same_thread=False)
+        self._store = Store.open(self.database, self.profile, key, check_same_thread=False,
+                                 heads_file=self.config.chain.heads_file)
         self._link = MqttLink(self._link_settings(), self._on_message, self._on_connection)
         for topic in (self.topics.all_ratings, self.topics.all_status, self.topics.cases):
             self._link.subscribe(topic, qos=1)
@@ -146,11 +151,14 @@ class Collector:
         return self._link is not None and self._link.wait_connected(timeout)
 
     def close(self) -> None:
-        """Finish the batch at hand, then disconnect and close the store; safe twice."""
+        """Finish the batch at hand, sign the chain head, then disconnect and close the store; safe twice."""
         self._stop.set()
         worker, self._worker = self._worker, None
         if worker is not None and worker is not threading.current_thread():
             worker.join(_JOIN_S)
+        if worker is not None and not worker.is_alive():
+            # A clean shutdown leaves no record without a signed head, and the retained head is the last one.
+            self._sign_head(wait_s=_PUBLISH_WAIT_S, publish_last=True)
         link, self._link = getattr(self, "_link", None), None
         if link is not None:
             link.close()
@@ -203,16 +211,46 @@ class Collector:
                 self._process(batch)
             elif self._beat >= self._lifecycle_due and self._link is not None and self._link.wait_connected(0):
                 self._run_lifecycle()
+            if time.monotonic() >= self._sign_due:  # busy or idle: a steady stream must not postpone it
+                self._sign_head()
+
+    def _sign_head(self, wait_s: float | None = None, publish_last: bool = False) -> None:
+        """Sign the chain head (stored, appended to the heads file) and publish it retained.
+
+        The retained copy and the heads file are the anchors outside the
+        database: deleting the chain's tail together with the heads stored in
+        it still leaves a head the chain no longer reaches. ``publish_last``:
+        publish the newest stored head even when another connection (the
+        phone page's) signed it.
+        """
+        self._sign_due = time.monotonic() + self.config.chain.sign_interval_s
+        if self._store is None:
+            return
+        try:
+            head = self._store.sign_head(now_cst())
+            if head is None and publish_last:
+                head = next(iter(Lifecycle(self._store).heads()[-1:]), None)
+        except (sqlite3.Error, OSError) as err:
+            log.error("could not sign the chain head: %s; trying again in %s s", err,
+                      self.config.chain.sign_interval_s)
+            return
+        if head is None or self._link is None:
+            return
+        try:
+            self._link.publish(self.topics.chain_head, chain_head_json(head).encode(), qos=1, retain=True,
+                               wait_s=wait_s)
+        except LinkDown as err:
+            log.warning("signed chain head %d not published: %s; the heads file and the database keep it",
+                        head.seq, err)
 
     def _run_lifecycle(self) -> None:
-        """The default job and a signed chain head, on the worker thread that owns the database."""
+        """The default job, on the worker thread that owns the database."""
         assert self._store is not None
         interval = self.config.collector.lifecycle_interval_s
         self._lifecycle_due = time.monotonic() + interval
         lifecycle = Lifecycle(self._store)
         try:
             run = lifecycle.run_defaults(now_cst())
-            lifecycle.sign_head(now_cst())
         except sqlite3.Error as err:
             log.error("lifecycle job failed: %s; it runs again in %s s", err, interval)
             return

@@ -14,6 +14,7 @@ messages at once (group commit) and one bad message rolls back alone.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from hcp.collector import chain
 from hcp.collector.chain import seal
 from hcp.collector.exc import MessageRefused, StoreError, UnknownDevice
 from hcp.collector.fleet import clock_reference, fleet_rows, placed_at, record_fleet_status
@@ -38,6 +40,8 @@ from hcp.db import json_list, migrate, open_db, transaction
 from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst, utc_text
 from hcp.fastwire import AnyRating, AnyRatingMessage
 from hcp.protocol import IDENT_CHARS, AckResult, CaseRecord, CaseResult, StatusMessage
+
+log = logging.getLogger("hcp.collector.store")
 
 _WINDOW = Channel.WINDOW.value
 _ACCEPTED = Outcome.ACCEPTED
@@ -89,30 +93,60 @@ class Store:
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
     def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,
-                 calendar: Calendar | None = None) -> None:
+                 calendar: Calendar | None = None, heads_file: Path | None = None) -> None:
         self._db = db
+        #: Where signed chain heads are appended, outside the database (``chain.heads_file``).
+        self.heads_file = heads_file
         self._conn: sqlite3.Connection = db.conn
         self.profile = profile
         self.calendar = calendar or Calendar.shipped()
         self._key = key
         self._pseudonym = Pseudonymizer(key)
         self._savepoints = 0
+        self._unsigned = False  # this store sealed records no head of its own covers yet
         # A backlog's lookups and index inserts hit the same pages again and
         # again; the default 2 MB cache makes them disk reads.
         self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        migrate(db, MIGRATIONS)
+        if migrate(db, MIGRATIONS):
+            self._unsigned = True  # a migration may seal rows already there (m009_chain_v2)
+            self._sign_quietly()
 
     @classmethod
     def open(cls, path: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True,
-             calendar: Calendar | None = None) -> Store:
+             calendar: Calendar | None = None, heads_file: Path | None = None) -> Store:
         """A store over the SQLite file ``path`` (created and migrated as needed)."""
-        return cls(open_db(path, check_same_thread=check_same_thread), profile, key, calendar=calendar)
+        return cls(open_db(path, check_same_thread=check_same_thread), profile, key, calendar=calendar,
+                   heads_file=heads_file)
 
     def close(self) -> None:
-        """Close the database; safe to call twice."""
+        """Sign the chain head if it moved, then close the database; safe to call twice."""
+        if self._conn is not None and self._unsigned:
+            self._sign_quietly()
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is not None:
             conn.close()
+
+    def sign_head(self, now: datetime) -> chain.Head | None:
+        """Sign the chain head, store it and append it to the heads file; None when nothing new to sign."""
+        with self._unit():
+            head = chain.sign_head(self._conn, self._key, now)
+        self._unsigned = False
+        if head is not None and self.heads_file is not None:
+            chain.append_head(self.heads_file, head)
+        return head
+
+    def _sign_quietly(self) -> None:
+        """Sign what this store sealed (on a clean close, after a migration), logging a failure.
+
+        Only what it sealed: a store opened to read (``hcp verify``) must not
+        sign over heads an intruder deleted.
+        """
+        if self._conn.in_transaction:
+            return  # closing in the middle of a failed transaction: it is rolled back, nothing to sign
+        try:
+            self.sign_head(now_cst())
+        except (sqlite3.Error, OSError) as err:
+            log.error("could not sign the chain head on closing: %s", err)
 
     def __enter__(self) -> Store:
         return self
@@ -131,7 +165,8 @@ class Store:
         """
         with transaction(self._db):
             yield
-            seal(self._conn)
+            sealed = seal(self._conn)
+        self._unsigned = self._unsigned or bool(sealed)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -144,12 +179,29 @@ class Store:
         try:
             yield
         except BaseException:
-            self._conn.execute(f"ROLLBACK TO {name}")
-            self._conn.execute(f"RELEASE {name}")
+            self._roll_back_to(name)
             raise
         finally:
             self._savepoints -= 1
         self._conn.execute(f"RELEASE {name}")
+
+    def _roll_back_to(self, name: str) -> None:
+        """Undo a savepoint after its block failed, never hiding why it failed.
+
+        Some errors (a full disk, an I/O error) make SQLite roll the whole
+        transaction back itself: the savepoint is gone, and the caller must
+        see the original error, not "no such savepoint".
+        """
+        if not self._conn.in_transaction:
+            return
+        try:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+        except sqlite3.OperationalError as err:
+            # Nothing of the failed block may be committed: give up the whole transaction.
+            log.warning("rolling back to savepoint %s failed too (%s); the transaction is rolled back", name, err)
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
 
     @contextmanager
     def _unit(self) -> Iterator[None]:
@@ -167,17 +219,23 @@ class Store:
         for name, value in (("device_id", device_id), ("hall_id", hall_id), ("window_id", window_id)):
             if not _IDENT.fullmatch(value):
                 raise ValueError(f"{name}: {value!r} is not 1-64 of A-Z a-z 0-9 . _ : -")
+        at = _ts(now_cst())
         with self._unit():
+            # The event is the chained record; ``devices`` is the current state it adds up to.
+            self._conn.execute("INSERT INTO device_events (device_id, action, hall_id, window_id, at) "
+                               "VALUES (?, 'register', ?, ?, ?)", (device_id, hall_id, window_id, at))
             self._conn.execute(
                 "INSERT INTO devices (device_id, hall_id, window_id, registered_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (device_id) DO UPDATE SET hall_id = excluded.hall_id, window_id = excluded.window_id",
-                (device_id, hall_id, window_id, _ts(now_cst())))
+                (device_id, hall_id, window_id, at))
 
     def remove_device(self, device_id: str) -> None:
         """Forget a terminal; its ratings stay. Raises UnknownDevice when not registered."""
         with self._unit():
             if not self._conn.execute("DELETE FROM devices WHERE device_id = ?", (device_id,)).rowcount:
                 raise UnknownDevice(f"device {device_id} is not registered")
+            self._conn.execute("INSERT INTO device_events (device_id, action, at) VALUES (?, 'remove', ?)",
+                               (device_id, _ts(now_cst())))
 
     def devices(self) -> list[Device]:
         """Every registered terminal with its last status, by id."""

@@ -196,8 +196,17 @@ class CollectorSection(_Section):
     group_commit: int = Field(256, ge=1, le=10000, description="Messages committed together at most.",
                               examples=[256])
     lifecycle_interval_s: float = Field(
-        300, gt=0, description="How often the worker runs the default job and signs the chain head.",
-        examples=[300])
+        300, gt=0, description="How often the worker runs the default job.", examples=[300])
+
+
+class ChainSection(_Section):
+    sign_interval_s: float = Field(
+        60, gt=0, description="The collector signs the hash chain's head at least this often while records "
+        "arrive, and at every clean shutdown (docs/reliability.md).", examples=[60])
+    heads_file: Path | None = Field(
+        None, description="File the collector appends every signed chain head to (JSON lines), kept outside "
+        "the database; `hcp verify` checks it by default. Put it on another disk or a synced folder.",
+        examples=["/var/lib/hcp/heads/chain-heads.jsonl"])
 
 
 class FleetSection(_Section):
@@ -229,6 +238,7 @@ class CollectorConfig(_Section):
     data: CollectorDataSection = Field(default_factory=CollectorDataSection)
     policy: PolicySection = Field(default_factory=PolicySection)
     fleet: FleetSection = Field(default_factory=FleetSection)
+    chain: ChainSection = Field(default_factory=ChainSection)
     receipt: ReceiptKeySection = Field(default_factory=ReceiptKeySection)
     web: WebSection = Field(default_factory=WebSection)
     notify: NotifySection = Field(default_factory=NotifySection)

@@ -309,6 +309,11 @@ class Topics:
         return f"{self.prefix}/cases/ack"
 
     @property
+    def chain_head(self) -> str:
+        """The collector's last signed chain head, retained (docs/reliability.md)."""
+        return f"{self.prefix}/collector/chain-head"
+
+    @property
     def all_ratings(self) -> str:
         """The collector's subscription to every terminal's ratings."""
         return f"{self.prefix}/dev/+/rating"

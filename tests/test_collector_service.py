@@ -18,7 +18,7 @@ from hcp.collector import chain as seal_module
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.service import Collector
 from hcp.collector.store import Store
-from hcp.config.schema import CollectorConfig
+from hcp.config.schema import ChainSection, CollectorConfig
 from hcp.domain import CST
 from hcp.protocol import Topics
 from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink
@@ -293,3 +293,36 @@ def test_a_failed_commit_is_retried_in_place_and_a_backlog_does_not_stall(setup,
     assert "could not commit" in caplog.text and "disk I/O error" in caplog.text
     with _store(again) as store:
         assert store.totals()["ratings"] == 150
+
+
+def test_heads_are_signed_at_shutdown_and_at_the_interval_and_kept_outside_the_database(setup, terminal, broker,
+                                                                                        tmp_path):
+    config, _collector = setup
+    heads_file = tmp_path / "anchor" / "heads.jsonl"
+    config = config.model_copy(update={"chain": ChainSection(sign_interval_s=3600, heads_file=heads_file)})
+    collector = Collector(config)
+    start(collector, terminal)
+    assert outcomes(terminal.ask(T.cases, cases("c1", "c2"))) == ["stored", "stored"]
+    assert outcomes(terminal.ask(T.rating("h1-w1"), ratings(rating("c1")))) == ["accepted"]
+    assert not heads_file.exists()
+    collector.close()  # a short run: the clean shutdown signs
+    lines = heads_file.read_text("utf-8").splitlines()
+    with _store(collector) as store:
+        last = seal_module.heads(store._conn)[-1]
+        assert len(lines) == 1 and seal_module.head_json(last) == lines[0]
+        assert last.seq == store._conn.execute("SELECT max(seq) FROM chain_blocks").fetchone()[0]
+        assert seal_module.verify(store._conn, trusted=seal_module.read_heads(heads_file)) == []
+    watcher = Terminal(broker, T.chain_head)  # retained: a newcomer gets the last head
+    assert json.loads(watcher.answers.get(timeout=WAIT_S).payload) == json.loads(lines[0])
+    busy = Collector(config.model_copy(update={"chain": ChainSection(sign_interval_s=0.3, heads_file=heads_file)}))
+    try:
+        start(busy, terminal)
+        assert outcomes(terminal.ask(T.rating("h1-w1"), ratings(rating("c2")))) == ["accepted"]
+        deadline = time.monotonic() + WAIT_S
+        while heads_file.read_text("utf-8").count("\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # signed while running, not only at the end
+        assert heads_file.read_text("utf-8").count("\n") == 2
+        assert json.loads(watcher.answers.get(timeout=WAIT_S).payload)["seq"] > last.seq
+    finally:
+        busy.close()
+        watcher.link.close()

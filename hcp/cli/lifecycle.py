@@ -439,10 +439,13 @@ def disclose(args: argparse.Namespace) -> int:
 
 def _register_verify(subparsers: Sub) -> None:
     p = _parser(subparsers, "verify", "check the records against the hash chain and signed heads",
-                "Recompute the hash chain over ratings, decisions and lifecycle records; report every edited, "
-                "deleted, inserted or reordered row and any chain head that does not match. Exit 1 when "
-                "anything is wrong.")
-    p.add_argument("--heads", type=Path, metavar="FILE", help="also check heads exported earlier (JSON lines)")
+                "Recompute the hash chain over every record (ratings, decisions, links, case records, unit "
+                "claims, device registrations, follow-ups, appeals, exclusions, texts); report every edited, "
+                "deleted, inserted or reordered row, any schema object (table, view, trigger) the migrations "
+                "did not create that way, chain entries no signed head covers, and any signed head that does "
+                "not match. Exit 1 when anything is wrong.")
+    p.add_argument("--heads", type=Path, metavar="FILE",
+                   help="also check the heads kept outside the database (JSON lines); default chain.heads_file")
     p.set_defaults(func=verify)
     c = subparsers.add_parser("chain", help="sign the chain head or export the signed heads",
                               description="The signed chain heads, to keep somewhere else than the database.")
@@ -455,17 +458,22 @@ def _register_verify(subparsers: Sub) -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from hcp.collector.chain import Head
+    from hcp.cli.central import collector_config
+    from hcp.collector.chain import Problem, read_heads
 
-    trusted = []
-    if args.heads:
+    trusted, heads_file = [], args.heads or collector_config(args).chain.heads_file
+    # The configured file is written with the first head: before it, its absence is no finding.
+    missing = heads_file is not None and not args.heads and not heads_file.exists()
+    if heads_file and not missing:
         try:
-            trusted = [Head(**json.loads(line)) for line in args.heads.read_text("utf-8").splitlines() if line.strip()]
-        except (OSError, ValueError, TypeError) as err:
-            raise HcpError(f"--heads {args.heads}: cannot read the heads ({err})") from None
+            trusted = read_heads(heads_file)
+        except (OSError, ValueError) as err:
+            raise HcpError(f"heads file {heads_file}: cannot read the heads ({err})") from None
     store, lifecycle = _lifecycle(args)
     with store:
         problems = lifecycle.verify(trusted)
+        if missing and lifecycle.heads():
+            problems.append(Problem(f"heads file {heads_file}", "missing, though the database holds signed heads"))
     for problem in problems:
         print(problem)
     print(f"{len(problems)} problem(s)" if problems else "verified: records, chain and signed heads agree")
@@ -481,13 +489,15 @@ def sign_head(args: argparse.Namespace) -> int:
 
 
 def export_heads(args: argparse.Namespace) -> int:
+    from hcp.collector.chain import head_json
+
     store, lifecycle = _lifecycle(args)
     with store:
         heads = lifecycle.heads()
     out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     try:
         for head in heads:
-            out.write(json.dumps(head.__dict__) + "\n")
+            out.write(head_json(head) + "\n")
     finally:
         if args.output:
             out.close()

@@ -85,7 +85,9 @@ def collector_sound(database: Path) -> list[str]:
     try:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
         problems = [] if integrity == "ok" else [f"{database.name}: integrity_check: {integrity}"]
-        problems += [f"{database.name}: chain: {p}" for p in chain.verify(conn)]
+        # A collector killed -9 leaves its last entries unsigned (the next run signs them): not a fault here.
+        problems += [f"{database.name}: chain: {p}" for p in chain.verify(conn)
+                     if not p.what.startswith("covered by no signed head")]
     finally:
         conn.close()
     return problems
