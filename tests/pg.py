@@ -141,11 +141,16 @@ class Cluster:
         return name
 
     def standby(self, name: str = "standby") -> Cluster:
-        """A started streaming-replication standby of this cluster (``pg_basebackup -R``), in the same root."""
+        """A started streaming-replication standby of this cluster (``pg_basebackup -R``), in the same root.
+
+        The copy is not fsynced (``--no-sync``, like ``initdb --no-sync``): a
+        test's power cut is ``stop()``, not a lost page cache; the servers
+        themselves run with fsync on.
+        """
         replica = Cluster(self.root, name)
         try:
             self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER,
-                      "-D", str(replica.data), "-R", "-X", "stream", "-c", "fast")
+                      "-D", str(replica.data), "-R", "-X", "stream", "-c", "fast", "--no-sync")
             replica.start()
         except BaseException:
             replica.close()
