@@ -30,6 +30,7 @@ setup(
         "uvicorn>=0.31",
         "limits>=3.13",
         "gmssl>=3.2",
+        "psycopg[binary]>=3.1",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "zxing-cpp>=2.2",

@@ -6,7 +6,8 @@ set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # chromium: the phone rating page's browser tests (Playwright drives Debian's build; never `playwright install`).
-for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium; do
+# postgresql: Bookworm's 15, the collector's optional store; tests run initdb/pg_ctl from /usr/lib/postgresql/15/bin.
+for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium postgresql; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 # systemd-analyze (tests verify the units with it): in the systemd package.
@@ -25,3 +26,4 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 # The Debian package starts a system broker on port 1883; hcp's tests and demo
 # start their own on free ports and do not need it.
+# The postgresql package likewise starts a system cluster on port 5432; the tests start their own.
