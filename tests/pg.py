@@ -17,8 +17,10 @@ standby of a running cluster with ``pg_basebackup -R``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -99,10 +101,16 @@ class Cluster:
                                    f"{self.log_text()[-2000:]}")
 
     def stop(self, mode: str = "immediate") -> None:
-        """Stop the server (``immediate``: no checkpoint, like a power cut once fsynced commits are counted)."""
+        """Stop the server (``immediate``: no checkpoint, like a power cut once fsynced commits are counted).
+
+        Should ``pg_ctl`` fail, or a start have timed out with the server
+        coming up after all, the postmaster of this data directory is killed.
+        """
         if self._running:
-            self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data), check=False)
             self._running = False
+            if self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data), check=False).returncode == 0:
+                return
+        self._kill_leftover()
 
     def promote(self) -> None:
         """Turn a standby into a primary that accepts writes."""
@@ -169,6 +177,16 @@ class Cluster:
                   "--locale=C", "--no-sync")
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n# hcp tests\n" + "".join(f"{key} = {value}\n" for key, value in _SETTINGS.items()))
+
+    def _kill_leftover(self) -> None:
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return  # no server, or it is gone
+        if str(self.data).encode() in command:  # a stale pid file's number may belong to another process by now
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = [*_as_server_user(), str(BIN / program), *args]
