@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlite_utils
 from psycopg import errors
 
 from hcp.collector.pg_schema import (
@@ -16,6 +17,7 @@ from hcp.collector.pg_schema import (
     MIGRATIONS,
     READ_ONLY,
     RECORD_TABLES,
+    RECORD_WRITE_LOCK,
     WORK_TABLES,
     Migration,
     claim_units,
@@ -257,20 +259,104 @@ def test_a_lost_claim_is_an_empty_answer_in_read_committed_but_an_error_in_repea
         assert second.execute(CLAIM_SQL, {"rating_id": "r3", "keys": ["case:c1"]}).fetchall() == []
 
 
+def test_identity_order_is_commit_order_only_under_the_record_write_lock(pg_cluster, pg_database):
+    """Why record writers take RECORD_WRITE_LOCK (the module's notes): a cursor over row_order must not skip."""
+    dsn = pg_cluster.dsn(pg_database)
+    with _migrated(pg_cluster, pg_database) as first, psycopg.connect(dsn) as second, \
+            psycopg.connect(dsn, autocommit=True) as reader:
+        _rating(first, "r1")
+        _rating(second, "r2")
+        second.commit()  # r2 commits before r1, with the higher order
+        [(seen, cursor)] = reader.execute("SELECT rating_id, row_order FROM ratings").fetchall()
+        first.commit()
+        [(missed,)] = reader.execute("SELECT rating_id FROM ratings WHERE row_order < %s",
+                                     (cursor,)).fetchall()
+        assert (seen, missed) == ("r2", "r1")  # a scanner at "read up to r2" would never see r1
+        first.execute("SELECT pg_advisory_xact_lock(%s)", (RECORD_WRITE_LOCK,))
+        _rating(first, "r3")
+        assert not second.execute("SELECT pg_try_advisory_xact_lock(%s)", (RECORD_WRITE_LOCK,)).fetchone()[0]
+        second.rollback()
+        first.commit()
+        assert second.execute("SELECT pg_try_advisory_xact_lock(%s)", (RECORD_WRITE_LOCK,)).fetchone()[0]
+
+
 # -- replication ---------------------------------------------------------------
 
 
-def test_a_standby_follows_the_primary_and_takes_writes_once_promoted(pg_cluster, pg_database):
-    _migrated(pg_cluster, pg_database).close()
-    with pg_cluster.standby() as standby:
-        with psycopg.connect(pg_cluster.dsn(pg_database), autocommit=True) as primary:
-            _rating(primary, "r1")
-        with psycopg.connect(standby.dsn(pg_database), autocommit=True) as replica:
-            wait_for(lambda: replica.execute("SELECT count(*) FROM ratings").fetchone()[0] == 1)
-            with pytest.raises(errors.ReadOnlySqlTransaction):
-                _rating(replica, "r2")
-        standby.promote()
-        with psycopg.connect(standby.dsn(pg_database), autocommit=True) as promoted:
-            _rating(promoted, "r2")
-            assert promoted.execute("SELECT rating_id FROM ratings ORDER BY row_order").fetchall() == [
-                ("r1",), ("r2",)]
+def test_a_standby_follows_the_primary_and_takes_writes_once_promoted():
+    # A cluster of its own: a base backup copies every database, and the session's cluster holds one per test.
+    with Cluster.create() as primary:
+        database = primary.fresh_database()
+        _migrated(primary, database).close()
+        with primary.standby() as standby:
+            with psycopg.connect(primary.dsn(database), autocommit=True) as conn:
+                _rating(conn, "r1")
+            with psycopg.connect(standby.dsn(database), autocommit=True) as replica:
+                wait_for(lambda: replica.execute("SELECT count(*) FROM ratings").fetchone()[0] == 1)
+                with pytest.raises(errors.ReadOnlySqlTransaction):
+                    _rating(replica, "r2")
+            standby.promote()
+            with psycopg.connect(standby.dsn(database), autocommit=True) as promoted:
+                _rating(promoted, "r2")
+                assert promoted.execute("SELECT rating_id FROM ratings ORDER BY row_order").fetchall() == [
+                    ("r1",), ("r2",)]
+
+
+# -- the same schema as on SQLite ------------------------------------------------
+
+_TYPES = {"TEXT": "text", "INTEGER": "bigint", "BLOB": "bytea", "REAL": "double precision"}
+_PG_COLUMNS = """
+SELECT c.table_name, c.column_name, c.data_type, c.is_nullable = 'NO' AND NOT EXISTS (
+    SELECT 1 FROM information_schema.key_column_usage k JOIN information_schema.table_constraints t
+    USING (constraint_schema, constraint_name, table_name)
+    WHERE t.constraint_type = 'PRIMARY KEY' AND k.table_name = c.table_name AND k.column_name = c.column_name)
+FROM information_schema.columns c
+WHERE c.table_schema = 'public' AND c.table_name != 'schema_migrations'
+  AND NOT (c.column_name = 'row_order' AND c.is_identity = 'YES')  -- the order SQLite keeps as rowid
+ORDER BY c.table_name, c.ordinal_position
+"""
+
+
+def _sqlite_db() -> sqlite_utils.Database:
+    from hcp.collector.schema import MIGRATIONS as SQLITE
+    from hcp.db import migrate as migrate_sqlite
+    from hcp.db import open_db
+
+    db = open_db(":memory:")
+    migrate_sqlite(db, SQLITE)
+    return db
+
+
+def _sqlite_columns(db: sqlite_utils.Database) -> dict[str, list[tuple[str, str, bool]]]:
+    """table -> [(column, PostgreSQL type, not null other than as the primary key)]; a view's columns as text."""
+    tables = db.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') AND "
+                        "name NOT LIKE 'sqlite_%' AND name != '_migrations'").fetchall()
+    return {table: [(name, "text" if kind == "view" else _TYPES[decl], bool(notnull) and not pk)
+                    for _cid, name, decl, notnull, _default, pk in db.execute(f"PRAGMA table_info({table})")]
+            for table, kind in tables}
+
+
+def test_every_sqlite_table_column_and_index_has_its_postgresql_twin(pg_cluster, pg_database):
+    """A SQLite migration added without its PostgreSQL twin fails here, naming the table."""
+    db = _sqlite_db()
+    with _migrated(pg_cluster, pg_database) as conn:
+        views = {row[0] for row in conn.execute("SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
+        columns: dict[str, list[tuple[str, str, bool]]] = {}
+        for table, name, kind, notnull in conn.execute(_PG_COLUMNS):
+            columns.setdefault(table, []).append((name, "text" if table in views else kind, notnull))
+        pg_indexes = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+    assert columns == _sqlite_columns(db)
+    sqlite_indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                                   "name NOT LIKE 'sqlite_%'")}
+    assert sqlite_indexes <= pg_indexes
+    append_only = {row[0].removesuffix("_no_update") for row in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%_no_update'")}
+    assert append_only <= set(RECORD_TABLES)
+
+
+def test_each_record_table_has_its_append_only_trigger(pg_cluster, pg_database):
+    with _migrated(pg_cluster, pg_database) as conn:
+        triggered = {row[0] for row in conn.execute(
+            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON "
+            "p.oid = t.tgfoid WHERE p.proname = 'hcp_append_only' AND t.tgenabled = 'O'")}
+    assert triggered == set(RECORD_TABLES)
