@@ -61,6 +61,17 @@ Notes for the storage layer (what differs from SQLite):
   (psycopg returns ``bytes``, as sqlite3 does). PostgreSQL text cannot hold
   the NUL character, which SQLite accepts: the storage layer must refuse it
   with a one-line error naming the field, before the INSERT.
+* **Transactions with psycopg 3.** Open connections with ``autocommit=True``
+  and write inside ``with conn.transaction():`` blocks; a nested block is a
+  savepoint (what ``Store.savepoint`` does on SQLite), ``raise
+  psycopg.Rollback`` leaves a block rolled back without an error, and no
+  connection is left "idle in transaction" between messages.
+  ``executemany`` runs in pipeline mode (one round trip per batch).
+  Translate at the boundary: ``errors.DiskFull`` (53100) is the disk-full
+  error, ``UniqueViolation`` a lost race on a key that was not taken with ON
+  CONFLICT, ``DeadlockDetected`` / ``SerializationFailure`` a retry, and
+  ``OperationalError`` with the connection closed a server restart (reconnect
+  and retry the message: the transaction was rolled back whole).
 * **Append-only.** :func:`append_only_sql` makes a statement trigger refuse
   UPDATE, DELETE and TRUNCATE on each record table (SQLSTATE 23001,
   ``psycopg.errors.RestrictViolation``, an ``IntegrityError`` like SQLite's

@@ -64,7 +64,7 @@ def test_migrations_apply_from_empty_then_a_second_run_does_nothing(pg_cluster, 
         assert _tables(conn) == set(classes)
 
 
-def test_the_migrations_carry_the_sqlite_names(pg_database):
+def test_the_migrations_carry_the_sqlite_names():
     from hcp.collector.schema import MIGRATIONS as SQLITE
 
     assert [step.name for step in MIGRATIONS] == [step.__name__ for step in SQLITE]
