@@ -55,6 +55,8 @@ def pg_cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def pg_database(pg_cluster: Cluster) -> str:
-    """The name of a new, empty database in the session's cluster: each test its own."""
-    return pg_cluster.fresh_database()
+def pg_database(pg_cluster: Cluster) -> Iterator[str]:
+    """The name of a new, empty database in the session's cluster: each test its own, dropped after it."""
+    name = pg_cluster.fresh_database()
+    yield name
+    pg_cluster.drop_database(name)

@@ -136,17 +136,28 @@ class Cluster:
         """A libpq connection string for ``dbname`` as ``user`` over TCP."""
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user} connect_timeout=10"
 
-    def fresh_database(self) -> str:
-        """The name of a new, empty database (copied from an empty template: one fast CREATE DATABASE)."""
-        import psycopg  # the tests' driver; this module also serves callers that only need the server
+    def fresh_database(self, template: str = "hcp_template") -> str:
+        """The name of a new database copied from ``template`` (by default an empty one): one CREATE DATABASE.
+
+        A template must have no open connection while it is copied; one
+        prepared once (e.g. migrated) makes every later copy start from it.
+        """
+        import psycopg  # the tests' driver; the rest of this module needs none
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'hcp_template'").fetchone():
                 conn.execute("CREATE DATABASE hcp_template")
             self._databases += 1
             name = f"hcp_test_{self._databases}"
-            conn.execute(f"CREATE DATABASE {name} TEMPLATE hcp_template")
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop ``name``, closing any connection a test left open to it."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     def standby(self, name: str = "standby") -> Cluster:
         """A started streaming-replication standby of this cluster (``pg_basebackup -R``), in the same root.
