@@ -24,7 +24,9 @@ Notes for the storage layer (what differs from SQLite):
   ``SELECT pg_advisory_xact_lock(RECORD_WRITE_LOCK)`` before its first
   record INSERT. Writers then commit one at a time, identity order is commit
   order, and ``max(id) + 1`` (followup numbers, chain ``seq``) is safe.
-  Ingest work that does not write records (parsing, reading) stays parallel.
+  Ingest work that does not write records (parsing, reading) stays parallel,
+  and group commit (many messages per transaction) keeps the serialized part
+  short; the unique keys below remain the rule should a writer forget the lock.
 * **Claims.** ``rating_claims.unit_key`` is the primary key. Take claims with
   :data:`CLAIM_SQL` (``INSERT … ON CONFLICT (unit_key) DO NOTHING RETURNING``)
   inside a savepoint: the keys returned are the ones this rating won; if any

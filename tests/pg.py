@@ -75,6 +75,9 @@ class Cluster:
     @classmethod
     def create(cls, root: Path | None = None) -> Cluster:
         """A new, started cluster in a fresh directory (``root``, or one under /tmp the server user can reach)."""
+        if not available():
+            raise RuntimeError(f"PostgreSQL's initdb and pg_ctl are not in {BIN}: run `make deps` "
+                               "(scripts/install-deps.sh installs postgresql)")
         cluster = cls(root or make_root())
         try:
             cluster._initdb()
