@@ -30,6 +30,10 @@ setup(
         "uvicorn>=0.31",
         "limits>=3.13",
         "gmssl>=3.2",
+        "tabulate>=0.9",
+        "wcwidth>=0.2.13",
+        "tenacity>=8.2",
+        "tomli-w>=1.0",
         "psycopg[binary]>=3.1",
     ],
     extras_require={

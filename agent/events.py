@@ -95,6 +95,27 @@ Event = (ClerkTrigger | StarPressed | ReasonToggled | ReasonsDone | SkipPressed 
          | RatingStored | StoreFailed)
 
 
+# ---- the star keys on the reasons screen ----------------------------------------
+
+#: On the reasons screen star keys 1-4 toggle the reasons of the page shown; key 5
+#: turns to the next page, or submits on the last one. A panel of five keys can so
+#: choose among any number of reasons.
+REASON_KEYS = 4
+NEXT_KEY = 5
+
+
+def reason_page(reasons: tuple[str, ...], page: int) -> tuple[str, ...]:
+    """The reasons star keys 1, 2, ... toggle on ``page``."""
+    return reasons[page * REASON_KEYS:(page + 1) * REASON_KEYS]
+
+
+def is_last_page(reasons: tuple[str, ...], page: int) -> bool:
+    """Whether key 5 submits on ``page`` (rather than turning to the next one)."""
+    return (page + 1) * REASON_KEYS >= len(reasons)
+
+
+
+
 # ---- commands: out of the machine ---------------------------------------------
 
 class Screen(enum.StrEnum):
@@ -123,7 +144,10 @@ class Sound(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ShowScreen:
-    """Show ``screen``; ``prompt``, ``score`` and ``reasons`` fill it in where it needs them."""
+    """Show ``screen``; ``prompt``, ``score`` and ``reasons`` fill it in where it needs them.
+
+    ``page`` is the reasons page the star keys act on (see :func:`reason_page`).
+    """
 
     screen: Screen
     prompt: PromptSpec | None = None
@@ -131,6 +155,7 @@ class ShowScreen:
     reasons: tuple[str, ...] = ()
     selected: tuple[str, ...] = ()
     message: str = ""
+    page: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,6 +198,18 @@ class Thanked:
 
 
 Command = ShowScreen | Feedback | PlaySound | StoreRating | Thanked
+
+#: Screens on which every star key answers the question.
+INVITING = frozenset({Screen.PROMPT, Screen.HALL})
+
+
+def lit_keys(command: ShowScreen) -> tuple[int, ...]:
+    """The star keys a panel lights for ``command``: those that do something on that screen."""
+    if command.screen in INVITING:
+        return (1, 2, 3, 4, 5)
+    if command.screen is Screen.REASONS:
+        return (*range(1, len(reason_page(command.reasons, command.page)) + 1), NEXT_KEY)
+    return ()
 
 
 class StatusLight(enum.StrEnum):

@@ -21,6 +21,20 @@ KINDS: dict[str, str] = {
     "clerk-serial": "hcp.device.clerk_link:ClerkLink",
     "touch": "hcp.ui.touch:TouchScreen",
 }
+#: Kinds that show the reasons screen (the others have keys and lights at most).
+SHOW_REASONS = frozenset({"sim", "touch"})
+#: Kinds with star keys, which choose reasons on the reasons screen.
+STAR_KEYS = frozenset({"gpio", "serial"})
+
+
+def shows_reasons(kinds: list[str]) -> bool:
+    """Whether a terminal with these front ends can show the reasons screen at all."""
+    return bool(SHOW_REASONS.intersection(kinds))
+
+
+def has_star_keys(kinds: list[str]) -> bool:
+    """Whether a terminal with these front ends has physical star keys."""
+    return bool(STAR_KEYS.intersection(kinds))
 
 
 def frontend_class(kind: str) -> Any:

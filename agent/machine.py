@@ -19,9 +19,19 @@ Rules worth knowing (``docs/sim-panel.md`` shows them from the outside):
   that is not durable.
 * Input the current state has no use for is ignored and yields **no
   commands** at all; ``Feedback`` therefore means exactly "this press was
-  accepted". The same holds for presses within ``response_interval_s`` of the
-  last accepted press, and for every kind of citizen input (stars, reasons,
-  submit, skip) alike, since a bounced key is a bounced key.
+  accepted".
+* Bounces are ignored the same way, on two scales. ``response_interval_s``
+  (about a second) guards against a star key bouncing into the next question:
+  a star within it of any accepted press, and any press within it of the star
+  that changed the screen, is ignored. Every other key (a reason, submit,
+  skip, a star key choosing a reason) is debounced on its own over
+  ``key_bounce_s`` (a tenth of a second or so), so a citizen may tick three
+  reasons and submit as fast as fingers go.
+* On the reasons screen the star keys choose reasons: keys 1-4 toggle the
+  reasons of the page shown, key 5 turns the page or, on the last one,
+  submits (``events.reason_page``). With no front end that shows reasons
+  (``shows_reasons=False``: a bare GPIO panel or button board), a 差评 is
+  stored at once without reasons instead of waiting on a screen nobody sees.
 * A trigger's case ids that were already rated on this terminal are dropped
   from it; a trigger whose ids were all rated, or whose prompt id was already
   rated, is refused (one rating per service).
@@ -42,6 +52,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from hcp.agent.events import (
+    NEXT_KEY,
     ClerkTrigger,
     Command,
     Event,
@@ -61,6 +72,8 @@ from hcp.agent.events import (
     StoreRating,
     Thanked,
     Tick,
+    is_last_page,
+    reason_page,
 )
 from hcp.config.policy import Profile
 from hcp.config.schema import TimingSection
@@ -101,6 +114,7 @@ class _Scored:
 
     score: int
     selected: tuple[str, ...] = ()
+    page: int = 0
 
 
 class Machine:
@@ -108,23 +122,27 @@ class Machine:
 
     ``rated_case_ids`` are the cases already rated on this terminal (from the
     outbox); the machine adds to them as ratings are stored. ``expired_s`` and
-    ``fault_s`` are how long the EXPIRED and FAULT screens stay.
+    ``fault_s`` are how long the EXPIRED and FAULT screens stay; ``shows_reasons``
+    says whether any front end can show the reasons screen.
     """
 
     def __init__(self, profile: Profile, timing: TimingSection, rated_case_ids: Iterable[str] = (),
-                 *, expired_s: float = 3.0, fault_s: float = 10.0) -> None:
+                 *, expired_s: float = 3.0, fault_s: float = 10.0, shows_reasons: bool = True) -> None:
         self._profile = profile
         self._timing = timing
         self._rated_cases: set[str] = set(rated_case_ids)
         self._rated_prompts: set[str] = set()
         self._expired_s = expired_s
         self._fault_s = fault_s
+        self._shows_reasons = shows_reasons
         self._state = State.IDLE
         self._paused = False
         self._prompt: PromptSpec | None = None
         self._queued: PromptSpec | None = None
         self._deadline: datetime | None = None
         self._last_press: datetime | None = None
+        self._last_turn: datetime | None = None
+        self._key_pressed: dict[object, datetime] = {}
         self._last_now: datetime | None = None
         self._scored: _Scored | None = None
         self._storing: StoreRating | None = None
@@ -188,14 +206,18 @@ class Machine:
             back = self._last_now - now
             self._deadline = self._deadline - back if self._deadline else None
             self._last_press = self._last_press - back if self._last_press else None
+            self._last_turn = self._last_turn - back if self._last_turn else None
+            self._key_pressed = {key: at - back for key, at in self._key_pressed.items()}
         self._last_now = now
 
     # ---- citizen input -------------------------------------------------------
 
     def _on_input(self, event: Event, now: datetime) -> list[Command]:
-        if self._state not in (State.PROMPTED, State.REASONS, State.HALL) or self._bounced(now):
+        if self._state not in (State.PROMPTED, State.REASONS, State.HALL) or self._bounced(event, now):
             return []
         if isinstance(event, StarPressed):
+            if self._state is State.REASONS:
+                return self._on_reason_key(event.score, now)
             return self._on_star(event.score, now)
         if self._state is State.PROMPTED:
             return []  # the service question cannot be skipped: it stays open until it expires
@@ -203,24 +225,31 @@ class Machine:
             return self._on_toggle(event.reason, now)
         if self._state is State.REASONS:
             submit = isinstance(event, ReasonsDone) and event.submit
-            return [self._accept(None, now), *self._finish_reasons(submit, now)]
+            return [self._accept(event, now), *self._finish_reasons(submit, now)]
         if isinstance(event, SkipPressed):
-            return [self._accept(None, now), *self._thank(now)]  # the hall question declined
+            return [self._accept(event, now), *self._thank(now)]  # the hall question declined
         return []  # ReasonsDone on the hall question: there are no reasons to be done with
 
-    def _bounced(self, now: datetime) -> bool:
-        if self._last_press is None:
-            return False
-        return now - self._last_press < timedelta(seconds=self._timing.response_interval_s)
+    def _bounced(self, event: Event, now: datetime) -> bool:
+        """Whether ``event`` is a bounce (see the module docstring for the two scales)."""
+        interval = timedelta(seconds=self._timing.response_interval_s)
+        if isinstance(event, StarPressed) and self._state is not State.REASONS:
+            return self._last_press is not None and now - self._last_press < interval
+        if self._last_turn is not None and now - self._last_turn < interval:
+            return True
+        pressed = self._key_pressed.get(event)
+        return pressed is not None and now - pressed < timedelta(seconds=self._timing.key_bounce_s)
 
-    def _accept(self, score: int | None, now: datetime) -> Feedback:
-        self._last_press = now
+    def _accept(self, event: Event, now: datetime, score: int | None = None) -> Feedback:
+        self._last_press = self._key_pressed[event] = now
+        if isinstance(event, StarPressed) and self._state is not State.REASONS:
+            self._last_turn = now  # a star answers the question: the screen changes under the finger
         return Feedback(score)
 
     def _on_star(self, score: int, now: datetime) -> list[Command]:
-        if not isinstance(score, int) or not 1 <= score <= 5 or self._state is State.REASONS:
+        if not isinstance(score, int) or not 1 <= score <= 5:
             return []
-        feedback = self._accept(score, now)
+        feedback = self._accept(StarPressed(score), now, score)
         if self._state is State.HALL:
             return [feedback, self._store(Kind.HALL, score, (), now)]
         if self._wants_reasons(score):
@@ -230,21 +259,37 @@ class Machine:
         return [feedback, self._store(Kind.SERVICE, score, (), now)]
 
     def _wants_reasons(self, score: int) -> bool:
-        return self._profile.reasons_after_bad and bool(self._profile.dimensions) and self._profile.is_bad(score)
+        return (self._shows_reasons and self._profile.reasons_after_bad and bool(self._profile.dimensions)
+                and self._profile.is_bad(score))
 
-    def _on_toggle(self, reason: str, now: datetime) -> list[Command]:
+    def _on_toggle(self, reason: str, now: datetime, key: Event | None = None) -> list[Command]:
         if self._state is not State.REASONS or self._scored is None or reason not in self._profile.dimensions:
             return []
         selected = self._scored.selected
         # Keep the profile's order, whatever order the citizen touched them in.
         chosen = set(selected) ^ {reason}
         self._scored = replace(self._scored, selected=tuple(d for d in self._profile.dimensions if d in chosen))
-        return [self._accept(None, now), self._reasons_screen()]
+        return [self._accept(key or ReasonToggled(reason), now), self._reasons_screen()]
+
+    def _on_reason_key(self, key: int, now: datetime) -> list[Command]:
+        """A star key on the reasons screen: 1-4 toggle the page's reasons, 5 turns the page or submits."""
+        assert self._scored is not None
+        reasons, page, event = tuple(self._profile.dimensions), self._scored.page, StarPressed(key)
+        if key == NEXT_KEY:
+            if is_last_page(reasons, page):
+                return [self._accept(event, now), *self._finish_reasons(True, now)]
+            self._scored = replace(self._scored, page=page + 1)
+            return [self._accept(event, now), self._reasons_screen()]
+        shown = reason_page(reasons, page)
+        if not isinstance(key, int) or not 1 <= key <= len(shown):
+            return []
+        return self._on_toggle(shown[key - 1], now, event)
 
     def _reasons_screen(self) -> ShowScreen:
         assert self._scored is not None
         return ShowScreen(Screen.REASONS, prompt=self._prompt, score=self._scored.score,
-                          reasons=tuple(self._profile.dimensions), selected=self._scored.selected)
+                          reasons=tuple(self._profile.dimensions), selected=self._scored.selected,
+                          page=self._scored.page)
 
     def _finish_reasons(self, keep_selected: bool, now: datetime) -> list[Command]:
         """Complete the service rating from the reasons screen."""

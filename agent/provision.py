@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hcp.config import tomlw
+import tomli_w
+
 from hcp.config.schema import AgentConfig
 from hcp.exc import ConfigError
 from hcp.protocol import IDENT_CHARS
@@ -71,6 +72,17 @@ def _existing(text: str) -> str:
     return text
 
 
+def _optional_file(text: str) -> str:
+    return _existing(text) if text else ""
+
+
+def _receipt_url(text: str) -> str:
+    for name in ("{case_id}", "{token}"):
+        if name not in text:
+            raise ValueError(f"expected a URL containing {name}, e.g. https://hcp.example.gov.cn/r/{{case_id}}?t={{token}}")
+    return text
+
+
 def _ident(text: str) -> str:
     if not re.fullmatch(f"[{IDENT_CHARS}]{{1,64}}", text):
         raise ValueError("expected 1-64 of A-Z a-z 0-9 . _ : -")
@@ -94,17 +106,24 @@ QUESTIONS = [
     Question("policy", "Policy preset (henan ordos qingdao-xihaian siping ulanqab)", "henan", _ident),
     Question("display_size", "Display size (800x480 or 1024x600)", "800x480"),
     Question("orientation", "Orientation (landscape or portrait)", "landscape"),
+    Question("receipt_key_file", "Receipt QR key file, shared with the rating page (empty: no QR)", "",
+             _optional_file),
+    Question("receipt_url", "Receipt QR URL of the rating page", "https://hcp.example.gov.cn/r/{case_id}?t={token}",
+             _receipt_url),
     Question("volume", "Voice volume 0-1", "0.8", _volume),
     Question("data_dir", "Data directory (a writable partition)", "/var/lib/hcp"),
 ]
 #: Questions only asked when their front end is chosen.
 _ONLY_FOR = {"star_pins": "gpio", "serial_port": "serial", "clerk_port": "clerk-serial",
-             "display_size": "touch", "orientation": "touch"}
+             "display_size": "touch", "orientation": "touch", "receipt_key_file": "touch", "receipt_url": "touch"}
+#: Questions only asked when another answer is not empty.
+_ONLY_WITH = {"receipt_url": "receipt_key_file"}
 
 
 def relevant(question: Question, answers: dict[str, Any]) -> bool:
     kind = _ONLY_FOR.get(question.key)
-    return kind is None or kind in answers.get("frontends", [])
+    needed = _ONLY_WITH.get(question.key)
+    return (kind is None or kind in answers.get("frontends", [])) and (needed is None or bool(answers.get(needed)))
 
 
 def interview(given: dict[str, Any], ask: Callable[[str], str], say: Callable[[str], None]) -> dict[str, Any]:
@@ -163,6 +182,10 @@ def config_data(a: dict[str, Any], pki_dir: Path) -> dict[str, Any]:
         data["clerk_link"] = {"port": a["clerk_port"]}
     if "display_size" in a:
         data["display"] = {"size": a["display_size"], "orientation": a["orientation"]}
+    if a.get("receipt_key_file"):
+        data["receipt"] = {"key_file": str(pki_dir / "receipt.key"), "url_template": a["receipt_url"]}
+    elif "touch" in a["frontends"]:
+        data["receipt"] = {"enabled": False}  # said, not silent: no key, so no QR on the screen
     return data
 
 
@@ -189,6 +212,11 @@ def install_certificates(answers: dict[str, Any], pki_dir: Path) -> None:
     if Path(answers["key_file"]).resolve() != key.resolve():
         write_atomic(key, Path(answers["key_file"]).read_bytes(), mode=0o600)
     os.chmod(key, 0o600)
+    if answers.get("receipt_key_file"):
+        receipt = pki_dir / "receipt.key"
+        if Path(answers["receipt_key_file"]).resolve() != receipt.resolve():
+            write_atomic(receipt, Path(answers["receipt_key_file"]).read_bytes(), mode=0o600)
+        os.chmod(receipt, 0o600)
 
 
 def write_atomic(path: Path, content: bytes, mode: int = 0o644) -> None:
@@ -214,4 +242,4 @@ def write_atomic(path: Path, content: bytes, mode: int = 0o644) -> None:
 
 def write_config(path: Path, data: dict[str, Any]) -> None:
     header = "# Written by hcp provision; every key is described in docs/configuration.md.\n"
-    write_atomic(path, (header + tomlw.dumps(data)).encode("utf-8"))
+    write_atomic(path, (header + tomli_w.dumps(data)).encode("utf-8"))

@@ -39,7 +39,7 @@ from hcp.agent.events import (
     Thanked,
     Tick,
 )
-from hcp.agent.frontends import build_frontends
+from hcp.agent.frontends import build_frontends, shows_reasons
 from hcp.agent.machine import Machine, State, prompt_spec
 from hcp.config.policy import Profile
 from hcp.config.schema import AgentConfig
@@ -114,7 +114,8 @@ class Agent:
         self._own_profile = profile
         profile = profile or applied.profile or config.policy.load()
         self._outbox = Outbox(config.data.dir / "outbox.sqlite", config.data.outbox_max_rows)
-        self.machine = Machine(profile, config.timing, self._outbox.rated_case_ids())
+        self.machine = Machine(profile, config.timing, self._outbox.rated_case_ids(),
+                               shows_reasons=shows_reasons(config.frontend.kinds))
         self._link = MqttLink(self._link_settings(), self._on_message, self._on_connection)
         self.syncer = Syncer(self._outbox, self._link.publish, self.topics, self.device_id,
                              batch_size=config.sync.batch_size, max_in_flight=config.sync.max_in_flight,

@@ -22,7 +22,7 @@ from pathlib import Path
 from hcp.agent.clock import Clock
 from hcp.agent.events import Feedback, FrontEnd, PlaySound, Screen, ShowScreen, Sound, StarPressed
 from hcp.config.schema import AgentConfig
-from hcp.exc import HcpError
+from hcp.exc import ConfigError, HcpError
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
 YES, NO = 5, 1
@@ -58,7 +58,7 @@ class SelfTest:
     def run(self) -> list[Step]:
         """All steps in order; never raises for a failing part."""
         steps = [self.check_clock(), self.check_disk(), self.check_outbox(), *self.check_serial(),
-                 self.check_broker()]
+                 *self.check_receipt(), self.check_broker()]
         if not self.interactive:
             return steps + [Step(name, "SKIP", "needs a person (run without --non-interactive)")
                             for name in ("stars", "leds", "screen", "audio")]
@@ -103,6 +103,22 @@ class SelfTest:
         if verdict != "ok":
             return Step("outbox", "FAIL", f"integrity_check: {verdict}")
         return Step("outbox", "PASS", f"integrity ok, {depth} ratings waiting")
+
+    def check_receipt(self) -> list[Step]:
+        """The receipt QR on the touchscreen: a key to sign it with, or a config that says there is none."""
+        receipt = getattr(self.config, "receipt", None)
+        if receipt is None or "touch" not in self.config.frontend.kinds:
+            return []
+        if not receipt.enabled:
+            return [Step("receipt", "PASS", "off (receipt.enabled = false): no QR on the screen")]
+        try:
+            key = receipt.load_key()
+        except ConfigError as err:
+            return [Step("receipt", "FAIL", str(err))]
+        if key is None:
+            return [Step("receipt", "FAIL", "receipt.enabled but no receipt.key_file or key: the screen shows no "
+                         "QR; give the key shared with the rating page, or set receipt.enabled = false")]
+        return [Step("receipt", "PASS", f"QR to {receipt.url_template}")]
 
     def check_serial(self) -> list[Step]:
         ports = {"serial": self.config.serial_board.port, "clerk-serial": self.config.clerk_link.port}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -27,9 +26,11 @@ from hcp.collector.rules import last_rating_day, service_keys
 from hcp.collector.schema_channels import move_cursor, read_cursor
 from hcp.collector.store import Store
 from hcp.domain import Level, china_date, utc_text
+from hcp.retry import backoff_delay
 from hcp.ui.receipt import ReceiptMaker
 
 log = logging.getLogger("hcp.collector.notify")
+_BACKOFF_FIRST_S = 5.0
 _BACKOFF_CAP_S = 3600.0
 
 
@@ -169,7 +170,7 @@ class NotifyJob:
         return self._mark(key, "sent", attempts + 1, now, "")
 
     def _mark(self, key: str, status: str, attempts: int, now: datetime, error: str) -> str:
-        delay = min(_BACKOFF_CAP_S, 5 * 2 ** attempts) * random.uniform(0.5, 1.0)
+        delay = backoff_delay(attempts, _BACKOFF_FIRST_S, _BACKOFF_CAP_S)
         with self.store._unit():
             self.store._conn.execute(
                 "UPDATE notifications SET status = ?, attempts = ?, last_error = ?, next_at = ?, sent_at = ? "

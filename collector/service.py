@@ -54,6 +54,7 @@ from hcp.protocol import (
     decode,
     encode,
 )
+from hcp.retry import backoff_delay
 from hcp.sync.exc import LinkDown
 from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink, tls_from
 
@@ -236,17 +237,18 @@ class Collector:
         Nothing of a failed commit was stored or answered; the same batch is
         tried again here until it commits or the collector is closed.
         """
-        wait = _RETRY_FIRST_S
+        failures = 0
         while True:
             try:
                 done = self._commit(batch)
                 break
             except sqlite3.Error as err:
+                wait = backoff_delay(failures, _RETRY_FIRST_S, _RETRY_MAX_S)
+                failures += 1
                 log.error("could not commit %d message(s): %s; trying again in %.1f s", len(batch), err, wait)
             if self._stop.wait(wait):
                 return  # closing: unacknowledged, the broker delivers them again after the restart
             self._beat = time.monotonic()  # waiting on purpose, not hung
-            wait = min(wait * 2, _RETRY_MAX_S)
         for item, replies in done:
             self._answer(item, replies)
 

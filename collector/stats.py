@@ -25,9 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hcp.config.policy import Profile
 from hcp.domain import Channel, Grade, Kind
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DIMENSIONS = ("hall", "window", "clerk", "item", "day", "month")
 HALL_DIMENSIONS = ("hall", "day", "month")
@@ -139,8 +143,24 @@ def write_json(data: object, path: Path) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
-def chart(daily: list[dict], path: Path, *, title: str, windows: int = 8) -> None:
-    """Daily satisfaction (lines) and 差评 (bars) per window, the lowest-scoring ``windows`` of them."""
+def chart(rows: list[dict], path: Path, *, title: str, time: str = "day", series: str | None = None,
+          limit: int = 8) -> None:
+    """Satisfaction (lines) and 差评 (stacked bars) per ``time`` for each ``series`` value, into ``path``.
+
+    ``rows`` are grouped by ``(time, series)`` (or ``(time,)`` for one line); the
+    ``limit`` lowest-scoring series are drawn, named in the legend in sorted order.
+    """
+    from matplotlib import pyplot as plt
+
+    fig = figure(rows, title=title, time=time, series=series, limit=limit)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def figure(rows: list[dict], *, title: str, time: str = "day", series: str | None = None,
+           limit: int = 8) -> Figure:
+    """The matplotlib figure :func:`chart` saves (tests look at its axes)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a server
@@ -149,31 +169,33 @@ def chart(daily: list[dict], path: Path, *, title: str, windows: int = 8) -> Non
 
     plt.rcParams["font.family"] = ["Noto Sans CJK SC", "sans-serif"]
     plt.rcParams["axes.unicode_minus"] = False
-    by_window: dict[str, list[dict]] = defaultdict(list)
-    for row in daily:
-        by_window[row["window"]].append(row)
-    worst = sorted(by_window, key=lambda w: _mean_score(by_window[w]))[:windows]
-    days = sorted({row["day"] for row in daily})
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[str(row[series]) if series else "全部"].append(row)
+    # The lowest-scoring ones are what supervision looks for; the legend lists them by name.
+    shown = sorted(sorted(groups, key=lambda name: _mean_score(groups[name]))[:limit])
+    ticks = sorted({row[time] for row in rows})
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
-    width = 0.8 / max(len(worst), 1)
-    for n, window in enumerate(worst):
-        rows = {row["day"]: row for row in by_window[window]}
-        xs = [i for i, d in enumerate(days) if d in rows and rows[d]["satisfaction"] is not None]
-        top.plot(xs, [rows[days[i]]["satisfaction"] for i in xs], marker="o", label=window)
-        bottom.bar([i - 0.4 + width * (n + 0.5) for i in range(len(days))],
-                   [rows[d]["bad"] if d in rows else 0 for d in days], width=width, label=window)
+    stacked = [0] * len(ticks)
+    for name in shown:
+        at = {row[time]: row for row in groups[name]}
+        xs = [i for i, tick in enumerate(ticks) if tick in at and at[tick]["satisfaction"] is not None]
+        (line,) = top.plot(xs, [at[ticks[i]]["satisfaction"] for i in xs], marker="o", label=name)
+        bad = [at[tick]["bad"] if tick in at else 0 for tick in ticks]
+        # Stacked, so each bar stands on its own tick whatever the number of series.
+        bottom.bar(range(len(ticks)), bad, bottom=stacked, width=0.6, label=name, color=line.get_color())
+        stacked = [a + b for a, b in zip(stacked, bad, strict=True)]
     top.set_ylabel("满意度 (0-100)")
     top.set_ylim(0, 105)
     top.set_title(title)
     top.legend(loc="lower left", fontsize=8, ncol=4)
     bottom.set_ylabel("差评 (件)")
     bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
-    bottom.set_xticks(range(len(days)), [d[5:] for d in days], rotation=90, fontsize=7)
-    bottom.set_xlabel("日期")
+    labels = [tick[5:] if time == "day" else tick for tick in ticks]
+    bottom.set_xticks(range(len(ticks)), labels, rotation=90, fontsize=7)
+    bottom.set_xlabel("日期" if time == "day" else "月份")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _mean_score(rows: list[dict]) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from hcp.collector.store import Store
 from hcp.collector.upstream_codes import CodeTable
 from hcp.collector.upstream_sign import Signer
 from hcp.domain import utc_text
+from hcp.retry import backoff_delay
 
 log = logging.getLogger("hcp.collector.upstream")
 
@@ -128,7 +128,7 @@ class Backoff:
     max_attempts: int = 0
 
     def delay(self, attempts: int) -> float:
-        return min(self.cap_s, self.base_s * 2 ** min(attempts, 30)) * random.uniform(0.5, 1.0)
+        return backoff_delay(attempts, self.base_s, self.cap_s)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hcp.config.channels import NotifySection, UpstreamSection, WebSection
-from hcp.config.policy import Profile, load_profile
+from hcp.config.policy import PolicyError, Profile, load_profile, preset_names
 from hcp.config.secrets import merge_secrets, protect
 from hcp.device.settings import ClerkLinkSection, GpioSection, SerialBoardSection
 from hcp.exc import ConfigError
 from hcp.protocol import DEFAULT_PREFIX, IDENT_CHARS
-from hcp.ui.settings import DisplaySection, ReceiptSection, VoiceSection
+from hcp.ui.settings import DisplaySection, ReceiptKeySection, ReceiptSection, VoiceSection
 
 
 class _Section(BaseModel):
@@ -65,6 +65,23 @@ class PolicySection(_Section):
                                       description="Keys that override the preset or file.",
                                       examples=[{"hall_rating": True}])
 
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in preset_names():
+            raise ValueError(f"unknown preset {value!r}; expected one of {', '.join(preset_names())}")
+        return value
+
+    @model_validator(mode="after")
+    def _loads(self) -> PolicySection:
+        # Checked with the rest of the config, so --print-config refuses what the start would, and the
+        # error names the config file (an unknown preset, a bad override, an unreadable policy file).
+        try:
+            self.load()
+        except PolicyError as err:
+            raise ValueError(str(err)) from None
+        return self
+
     def load(self) -> Profile:
         """The profile this section names."""
         preset = None if self.file is not None else self.preset
@@ -81,9 +98,14 @@ class DeviceSection(_Section):
     window_name: str = Field("", description="The window's name shown on the idle screen.", examples=["3号窗口"])
 
 
-class DataSection(_Section):
+class CollectorDataSection(_Section):
     dir: Path = Field(Path("/var/lib/hcp"), description="Directory for the outbox or database.",
                       examples=["/var/lib/hcp"])
+
+
+class DataSection(CollectorDataSection):
+    """A terminal's ``[data]``: the collector's, and the outbox's bound."""
+
     outbox_max_rows: int = Field(200_000, ge=100, description="Outbox size bound: past it new ratings are "
                                  "refused visibly, never dropped.", examples=[200000])
 
@@ -91,8 +113,12 @@ class DataSection(_Section):
 class TimingSection(_Section):
     prompt_timeout_s: float = Field(60, gt=0, description="A prompt expires unrated after this long.",
                                     examples=[60])
-    response_interval_s: float = Field(1.0, ge=0, description="Presses this soon after an accepted press "
-                                       "are ignored.", examples=[1.0])
+    response_interval_s: float = Field(1.0, ge=0, description="A star key bouncing into the next question: "
+                                       "a star this soon after an accepted press, and any press this soon "
+                                       "after the star that changed the screen, is ignored.", examples=[1.0])
+    key_bounce_s: float = Field(0.15, ge=0, description="Reason, submit and skip keys are each debounced on "
+                                "their own over this (key-bounce scale: ticking reasons quickly counts).",
+                                examples=[0.15])
     reasons_timeout_s: float = Field(20, gt=0, description="The reasons screen gives up after this long.",
                                      examples=[20])
     hall_timeout_s: float = Field(20, gt=0, description="The hall question gives up after this long.",
@@ -172,6 +198,11 @@ class FleetSection(_Section):
     outbox_alert_age_s: float = Field(3600, gt=0, description="Alert when a terminal is online but its oldest "
                                       "unsent rating is older than this (the outbox is not draining).",
                                       examples=[3600])
+    crl_file: Path | None = Field(None, description="The broker's CRL (Mosquitto crlfile) whose expiry hcp "
+                                  "devices watches; empty: crl.pem beside broker.ca_file, when there is one.",
+                                  examples=["/etc/hcp/pki/crl.pem"])
+    crl_alert_days: int = Field(30, ge=1, description="Warn in hcp devices when the CRL expires within this "
+                                "many days (past it Mosquitto refuses every client).", examples=[30])
 
 
 class CollectorConfig(_Section):
@@ -182,10 +213,10 @@ class CollectorConfig(_Section):
         "secrets are refused in the main file.", examples=["/etc/hcp/secrets.toml"])
     collector: CollectorSection = Field(default_factory=CollectorSection)
     broker: BrokerSection = Field(default_factory=BrokerSection)
-    data: DataSection = Field(default_factory=DataSection)
+    data: CollectorDataSection = Field(default_factory=CollectorDataSection)
     policy: PolicySection = Field(default_factory=PolicySection)
     fleet: FleetSection = Field(default_factory=FleetSection)
-    receipt: ReceiptSection = Field(default_factory=ReceiptSection)
+    receipt: ReceiptKeySection = Field(default_factory=ReceiptKeySection)
     web: WebSection = Field(default_factory=WebSection)
     notify: NotifySection = Field(default_factory=NotifySection)
     upstream: UpstreamSection = Field(default_factory=UpstreamSection)
@@ -224,7 +255,7 @@ def load_config(model: type[C], path: Path | None, overrides: dict[str, Any] | N
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{source}: key {key}: {problem}") from None
     protect(config)
     return config

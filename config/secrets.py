@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pydantic import BaseModel, SecretStr
 
-from hcp.config import tomlw
 from hcp.exc import ConfigError
 from hcp.logs import redact, register_secret
 
@@ -94,7 +94,7 @@ def _key_files(config: BaseModel) -> list[tuple[str, ...]]:
 def printable(config: BaseModel) -> str:
     """The effective config as TOML, secrets shown as ``**********`` and any stray secret text redacted."""
     data = config.model_dump(mode="json", exclude_none=True)
-    return redact(tomlw.dumps(data))
+    return redact(tomli_w.dumps(data))
 
 
 def _leaves(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

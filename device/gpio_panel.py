@@ -39,11 +39,11 @@ from hcp.agent.events import (
     Feedback,
     PlaySound,
     PostEvent,
-    Screen,
     ShowScreen,
     Sound,
     StarPressed,
     StatusLight,
+    lit_keys,
 )
 from hcp.device.clerk_link import Clerk, button_prompt
 from hcp.device.exc import PinError
@@ -64,7 +64,6 @@ STATUS_PATTERNS: dict[StatusLight, tuple[float, float | None]] = {
     StatusLight.FAULT: (0.1, 0.1),          # 5 Hz: call a technician
 }
 #: Screens on which the star keys are live, so their LEDs are all lit to invite a press.
-INVITING = frozenset({Screen.PROMPT, Screen.HALL})
 ERROR_BEEP_S = 0.4
 
 
@@ -178,7 +177,7 @@ class GpioPanel:
             if command.beep:
                 self._beep(self._beep_s)
         elif isinstance(command, ShowScreen):
-            self._light_keys(tuple(range(1, 6)) if command.screen in INVITING else ())
+            self._light_keys(lit_keys(command))
         elif isinstance(command, PlaySound) and command.sound in (Sound.BEEP, Sound.ERROR):
             self._beep(ERROR_BEEP_S if command.sound is Sound.ERROR else self._beep_s)
 

@@ -22,11 +22,11 @@ from hcp.agent.events import (
     Feedback,
     PlaySound,
     PostEvent,
-    Screen,
     ShowScreen,
     Sound,
     StarPressed,
     StatusLight,
+    lit_keys,
 )
 from hcp.device.exc import FrameError
 from hcp.device.frames import Frame, FrameType
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 ALL_KEYS = (1, 2, 3, 4, 5)
 #: Screens on which the star keys are live, so all their LEDs are lit to invite a press.
-INVITING = frozenset({Screen.PROMPT, Screen.HALL})
 ERROR_BEEP_MS = 400
 
 
@@ -97,7 +96,7 @@ class SerialBoard:
             if command.beep:
                 self._beep(self._beep_ms)
         elif isinstance(command, ShowScreen):
-            self._set_leds(ALL_KEYS if command.screen in INVITING else ())
+            self._set_leds(lit_keys(command))
         elif isinstance(command, PlaySound) and command.sound in (Sound.BEEP, Sound.ERROR):
             self._beep(ERROR_BEEP_MS if command.sound is Sound.ERROR else self._beep_ms)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 
 from hcp.device.exc import FrameError, FrameProblem
 from hcp.device.frames import Frame, FrameDecoder, FrameType, encode_frame
+from hcp.retry import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +188,8 @@ class FrameLink:
             log.debug("%s: open attempt %d on %s failed: %s", self.name, attempts, self.url, err)
 
     def _backoff(self, attempts: int) -> float:
-        capped = min(self._reconnect_max_s, BACKOFF_FIRST_S * 2 ** min(attempts - 1, 16))
-        return capped * random.uniform(0.5, 1.0)  # jitter: two boards replugged together do not march in step
+        # Jittered: two boards replugged together do not march in step.
+        return backoff_delay(attempts - 1, BACKOFF_FIRST_S, self._reconnect_max_s)
 
     def _pump(self, port: SerialLike) -> Exception | None:
         """Read until the port fails (returned) or the link is closed (None)."""

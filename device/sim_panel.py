@@ -144,6 +144,7 @@ def format_command(command: Command) -> str | None:
     if isinstance(command, ShowScreen):
         fields = [*_prompt_fields(command.prompt), ("score", command.score),
                   ("reasons", ",".join(command.reasons) if command.reasons else None),
+                  ("page", command.page or None),
                   ("selected", ",".join(command.selected) if command.reasons else None),
                   ("message", command.message)]
         return f"screen {command.screen.value} {_kv(fields)}".rstrip()

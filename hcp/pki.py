@@ -39,6 +39,8 @@ SERVICE_NAMES = frozenset({"collector", "business", "operator"})
 _NAME = re.compile(f"[{IDENT_CHARS}]{{1,64}}")
 _CA_DAYS = 20 * 365
 _CRL_DAYS = 365
+#: Warn this long before the CRL's next-update date (hcp-crl.timer re-signs it monthly).
+CRL_WARN_DAYS = 30
 
 
 class PkiError(HcpError, ValueError):
@@ -51,8 +53,9 @@ class Issued:
 
     name: str
     serial: int
-    kind: str  # device | service
+    kind: str  # device | service | broker
     revoked_at: str | None = None
+    not_after: dt.datetime | None = None
 
 
 def _now() -> dt.datetime:
@@ -221,9 +224,24 @@ class Pki:
         return self.crl_path
 
     def issued(self) -> list[Issued]:
-        """Every client certificate issued, oldest name first."""
-        return sorted((Issued(e["name"], int(s), e["kind"], e.get("revoked_at")) for s, e in self._index().items()),
-                      key=lambda i: (i.name, i.revoked_at or ""))
+        """Every client certificate issued, oldest name first, and the broker's server certificate last."""
+        clients = sorted((Issued(e["name"], int(s), e["kind"], e.get("revoked_at"), self._not_after(e["name"]))
+                          for s, e in self._index().items()), key=lambda i: (i.name, i.revoked_at or ""))
+        broker = self.dir / "broker.crt"
+        if not broker.exists():
+            return clients
+        cert = _load_certificate(broker)
+        return [*clients, Issued(certificate_cn(broker), cert.serial_number, "broker", None, cert.not_valid_after_utc)]
+
+    def _not_after(self, name: str) -> dt.datetime | None:
+        try:
+            return _load_certificate(self.cert_path(name)).not_valid_after_utc
+        except PkiError:
+            return None  # an old certificate replaced by a newer one of the same name
+
+    def crl_next_update(self) -> dt.datetime:
+        """When the CRL expires (Mosquitto refuses every client after it)."""
+        return crl_next_update(self.crl_path)
 
     # -- the index ----------------------------------------------------------
 
@@ -246,12 +264,64 @@ def mqtt_client_id(cert_file: Path | None, default: str) -> str:
     return certificate_cn(cert_file) if cert_file is not None else default
 
 
-def certificate_cn(path: Path) -> str:
-    """The common name of the PEM certificate at ``path``."""
+def mosquitto_config(pki_dir: Path, out_dir: Path, listener: str = "8883") -> list[Path]:
+    """Write Mosquitto's hcp.conf, hcp-tls.conf and hcp.acl into ``out_dir``; return their paths.
+
+    The shipped files (config/mosquitto/) name /etc/hcp/pki and /etc/mosquitto/conf.d; here the TLS
+    listener points at ``pki_dir`` (ca.crt, broker.crt, broker.key, crl.pem) and at the ACL written
+    beside it, and listens on ``listener`` ("PORT" or "PORT ADDRESS", Mosquitto's notation).
+    """
+    from importlib import resources
+
+    shipped = resources.files("hcp.config") / "mosquitto"
+    pki_dir, out_dir = Path(pki_dir).resolve(), Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    acl = out_dir / "hcp.acl"
+    tls = (shipped / "hcp-tls.conf").read_text("utf-8")
+    tls = (tls.replace("/etc/hcp/pki/", f"{pki_dir}/").replace("/etc/mosquitto/conf.d/hcp.acl", str(acl))
+           .replace("listener 8883", f"listener {listener}"))
+    written = {"hcp.conf": (shipped / "hcp.conf").read_text("utf-8"), "hcp-tls.conf": tls,
+               "hcp.acl": (shipped / "hcp.acl").read_text("utf-8")}
+    for name, text in written.items():
+        (out_dir / name).write_text(text, "utf-8")
+    return [out_dir / name for name in written]
+
+
+def _load_certificate(path: Path) -> x509.Certificate:
     try:
-        cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+        return x509.load_pem_x509_certificate(Path(path).read_bytes())
     except (OSError, ValueError) as err:
         raise PkiError(f"{path}: not a readable PEM certificate ({err})") from None
+
+
+def crl_next_update(path: Path) -> dt.datetime:
+    """The next-update date of the PEM CRL at ``path``: Mosquitto refuses every client after it."""
+    try:
+        crl = x509.load_pem_x509_crl(Path(path).read_bytes())
+    except (OSError, ValueError) as err:
+        raise PkiError(f"{path}: not a readable PEM CRL ({err})") from None
+    if crl.next_update_utc is None:
+        raise PkiError(f"{path}: the CRL has no next-update date")
+    return crl.next_update_utc
+
+
+def crl_warning(path: Path, now: dt.datetime, warn_days: int = CRL_WARN_DAYS) -> str | None:
+    """A line for the operator when the CRL at ``path`` has expired or expires within ``warn_days``."""
+    expires = crl_next_update(path)
+    china = expires.astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")
+    fix = f"re-sign it: hcp pki --dir {path.parent} crl && systemctl restart mosquitto (hcp-crl.timer does it monthly)"
+    if expires <= now:
+        return f"the CRL {path} EXPIRED on {china} (China time): Mosquitto refuses every client; {fix}"
+    left = expires - now
+    if left <= dt.timedelta(days=warn_days):
+        return (f"the CRL {path} expires on {china} (China time, in {left.days} day(s)): Mosquitto will then "
+                f"refuse every client; {fix}")
+    return None
+
+
+def certificate_cn(path: Path) -> str:
+    """The common name of the PEM certificate at ``path``."""
+    cert = _load_certificate(path)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
         raise PkiError(f"{path}: the certificate has no common name")

@@ -6,8 +6,10 @@ set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # chromium: the phone rating page's browser tests (Playwright drives Debian's build; never `playwright install`).
+# libatomic1: Playwright's bundled node driver links it; a minimal Debian (debootstrap minbase, a slim
+# container) lacks it and every browser test then fails with "libatomic.so.1: cannot open shared object".
 # postgresql: Bookworm's 15, the collector's optional store; tests run initdb/pg_ctl from /usr/lib/postgresql/15/bin.
-for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium postgresql; do
+for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium libatomic1 postgresql; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 # systemd-analyze (tests verify the units with it): in the systemd package.

@@ -129,9 +129,9 @@ class Broker:
 class TlsBroker(Broker):
     """Mosquitto with the production TLS listener and ACL (config/mosquitto/hcp-tls.conf, hcp.acl).
 
-    The shipped files are used as they are, with their /etc paths pointed at
-    ``pki_dir`` (ca.crt, broker.crt, broker.key, crl.pem) and the listener at a
-    free loopback port, so the tests exercise exactly what production runs.
+    The shipped files are used as ``hcp pki broker-config`` writes them, their
+    paths pointed at ``pki_dir`` (ca.crt, broker.crt, broker.key, crl.pem) and the
+    listener at a free loopback port, so the tests exercise what production runs.
     """
 
     def __init__(self, workdir: Path, pki_dir: Path, port: int | None = None, extra_conf: str = "") -> None:
@@ -139,9 +139,8 @@ class TlsBroker(Broker):
         self.pki_dir = Path(pki_dir)
 
     def _listener_conf(self) -> str:
-        folder = resources.files("hcp.config") / "mosquitto"
-        acl = self.workdir / "hcp.acl"
-        acl.write_text((folder / "hcp.acl").read_text("utf-8"), "utf-8")
-        conf = (folder / "hcp-tls.conf").read_text("utf-8")
-        conf = conf.replace("/etc/hcp/pki/", f"{self.pki_dir}/").replace("/etc/mosquitto/conf.d/hcp.acl", str(acl))
-        return conf.replace("listener 8883", f"listener {self.port} 127.0.0.1")
+        from hcp.pki import mosquitto_config
+
+        # What `hcp pki broker-config` writes for an operator, so the tests run exactly that.
+        mosquitto_config(self.pki_dir, self.workdir / "conf.d", f"{self.port} 127.0.0.1")
+        return (self.workdir / "conf.d" / "hcp-tls.conf").read_text("utf-8")

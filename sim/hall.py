@@ -342,10 +342,14 @@ class HallDemo:
                     window.send("skip")
                 else:
                     window.send(f"press {self._score()}")
-            elif screen == "reasons":
+            elif screen == "reasons" and not fields.get("selected"):
+                # Once, on the first reasons screen (each tick shows it again): read, tick two, submit,
+                # at a person's pace (the terminal ignores presses right after the star that led here).
+                time.sleep(self.rng.uniform(0.3, 0.8))
                 offered = [r for r in fields.get("reasons", "").split(",") if r]
                 for reason in self.rng.sample(offered, min(2, len(offered))):
                     window.send(f"reason {shlex.quote(reason)}")
+                    time.sleep(self.rng.uniform(0.2, 0.5))
                 window.send("submit")
             elif screen in ("idle", "expired", "fault"):
                 return True

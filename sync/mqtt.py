@@ -20,7 +20,6 @@ network thread alone (see :meth:`MqttLink._make_client`).
 from __future__ import annotations
 
 import logging
-import random
 import ssl
 import threading
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from hcp.exc import ConfigError
+from hcp.retry import backoff_delay
 from hcp.sync.exc import LinkDown
 
 log = logging.getLogger("hcp.sync.mqtt")
@@ -103,18 +103,6 @@ class Incoming:
     retain: bool
     mid: int
     dup: bool
-
-
-def backoff_delay(attempt: int, low: float, high: float, rng: random.Random | None = None) -> float:
-    """The wait before reconnect attempt ``attempt`` (0 = first retry).
-
-    Exponential with "equal jitter": the ceiling doubles each attempt up to
-    ``high`` and the delay is drawn from its upper half, so terminals of a
-    hall that lost the broker together do not all come back in the same
-    instant. The result always lies within ``[low, high]``.
-    """
-    ceiling = min(high, low * 2.0 ** min(attempt, 32))  # min(): no float overflow after days offline
-    return max(low, (rng or random).uniform(ceiling / 2, ceiling))
 
 
 class MqttLink:

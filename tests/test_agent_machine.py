@@ -277,6 +277,51 @@ def test_presses_within_response_interval_are_ignored() -> None:
     assert d(ReasonToggled(DIMS[0]), after=0.6) != []  # 1.1 s after the accepted press
 
 
+def test_reasons_and_submit_are_debounced_per_key_not_by_the_star_interval() -> None:
+    d = Driver()
+    d(ClerkTrigger(spec()))
+    d(StarPressed(1))
+    for reason in DIMS:  # three reasons ticked 0.4 s apart: each is its own key
+        assert d(ReasonToggled(reason), after=1.2 if reason == DIMS[0] else 0.4) != []
+    (_, store) = d(ReasonsDone(), after=0.5)  # submit half a second after the last tick
+    assert store.reasons == tuple(DIMS)
+
+
+def test_a_bouncing_reason_key_counts_once() -> None:
+    d = Driver()
+    d(ClerkTrigger(spec()))
+    d(StarPressed(1))
+    d(ReasonToggled(DIMS[0]), after=1.5)
+    assert d(ReasonToggled(DIMS[0]), after=0.05) == []  # the same key bouncing: not a deselect
+    (_, store) = d(ReasonsDone(), after=0.3)
+    assert store.reasons == (DIMS[0],)
+
+
+SEVEN = ["承诺履行", "服务态度", "申请材料", "办事效率", "跑趟次数", "服务机制", "勤政廉洁"]
+
+
+def test_star_keys_choose_reasons_page_by_page() -> None:
+    d = Driver(Machine(profile(dimensions=SEVEN, hall_rating=False), TIMING))
+    d(ClerkTrigger(spec()))
+    d(StarPressed(2))
+    assert d(StarPressed(2), after=0.3) == []  # the scoring key bouncing does not tick a reason
+    (feedback, screen) = d(StarPressed(2), after=1.0)
+    assert feedback == Feedback(None) and screen.selected == ("服务态度",) and screen.page == 0
+    (_, screen) = d(StarPressed(5), after=0.4)  # key 5 turns to the next page (reasons 5-7)
+    assert screen.page == 1 and screen.selected == ("服务态度",)
+    d(StarPressed(2), after=0.4)  # 服务机制, the second of 跑趟次数 服务机制 勤政廉洁
+    assert d(StarPressed(4), after=0.4) == []  # no fourth reason on the last page
+    (_, store) = d(StarPressed(5), after=0.4)  # key 5 on the last page submits
+    assert isinstance(store, StoreRating) and store.reasons == ("服务态度", "服务机制")
+
+
+def test_without_a_reasons_screen_a_bad_score_is_stored_at_once() -> None:
+    d = Driver(Machine(profile(), TIMING, shows_reasons=False))
+    d(ClerkTrigger(spec()))
+    (_, store) = d(StarPressed(1))
+    assert isinstance(store, StoreRating) and store.score == 1 and store.reasons == ()
+
+
 def test_double_press_does_not_answer_the_hall_question() -> None:
     d2 = Driver()
     d2(ClerkTrigger(spec()))

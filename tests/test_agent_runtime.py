@@ -18,6 +18,7 @@ import pytest
 
 from hcp.agent import frontends
 from hcp.agent.clock import Clock
+from hcp.agent.events import ClerkTrigger, PromptSpec, StarPressed, StoreRating
 from hcp.agent.frontends import build_frontends
 from hcp.agent.runtime import Agent
 from hcp.config.schema import AgentConfig
@@ -212,6 +213,34 @@ def test_bad_rating_with_reasons(made: list, broker: Broker, tmp_path: Path) -> 
     assert (rating.hall_id, rating.window_id, rating.clerk_id, rating.item_code, rating.clock_synced) == (
         "hall01", "w03", "K7", "I100", True)
     assert rating.rated_at.isoformat() in store and rating.uptime_s is not None
+
+
+def test_star_keys_choose_reasons_on_the_sim_panel(made: list, broker: Broker, tmp_path: Path) -> None:
+    config = config_for(broker, tmp_path)  # henan: seven reasons, four a page
+    terminal, collector = start(made, broker, config)
+    terminal.send("prompt C5 I100 营业执照 K7 P5")
+    terminal.expect("screen prompt")
+    terminal.send("press 2")
+    terminal.expect("screen reasons")
+    time.sleep(0.3)  # past response_interval_s: the scoring key bouncing is ignored
+    steps = (("2", "selected=服务态度"), ("5", "page=1 selected=服务态度"), ("3", "selected=服务态度,勤政廉洁"))
+    for key, after in steps:
+        terminal.send(f"press {key}")
+        assert terminal.expect("screen reasons").endswith(after)
+    time.sleep(0.2)  # past key_bounce_s: key 5 again within it would be key 5 bouncing
+    terminal.send("press 5")  # on the last page: submit
+    terminal.expect("store service")
+    assert collector.ratings.get(timeout=WAIT_S).reasons == ["服务态度", "勤政廉洁"]
+
+
+def test_a_terminal_without_a_screen_stores_a_bad_score_at_once(tmp_path: Path) -> None:
+    config = AgentConfig.model_validate({"device": {"id": "t1", "hall_id": "h1", "window_id": "w1"},
+                                         "data": {"dir": str(tmp_path)}, "frontend": {"kinds": ["gpio"]}})
+    with Agent(config, []) as agent:  # a bare GPIO panel: nobody would see a reasons screen
+        now = datetime.now(CST)
+        agent.machine.handle(ClerkTrigger(PromptSpec("P1", ("C1",), "I1", "营业执照", "K7")), now)
+        out = agent.machine.handle(StarPressed(1), now)
+    assert [c.reasons for c in out if isinstance(c, StoreRating)] == [()]
 
 
 def test_rating_while_broker_down_is_thanked_and_delivered_later(made: list, broker: Broker,

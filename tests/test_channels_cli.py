@@ -45,3 +45,39 @@ def test_enter_and_contact(tmp_path, capsys, monkeypatch):
     assert "13800000001" not in capsys.readouterr().out
     assert main(["upstream", *flags]) == 0
     assert "pending 0" in capsys.readouterr().out
+
+
+def _import(tmp_path, capsys, text: str) -> tuple[int, str, str]:
+    flags = _db(tmp_path)
+    csv_file = tmp_path / "paper.csv"
+    csv_file.write_text(text, "utf-8")
+    code = main(["import-ratings", str(csv_file), "--channel", "paper", *flags])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_wrong_header_is_named_once_and_nothing_is_stored(tmp_path, capsys):
+    code, out, err = _import(tmp_path, capsys, "caseid,score\nK0,5\nK1,4\n")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "paper.csv:1: wrong header: missing column(s) case_id; unknown column(s) 'caseid'" in err
+    with open_store(tmp_path, "henan") as store:
+        assert store._conn.execute("SELECT count(*) FROM ratings").fetchone() == (0,)
+
+
+def test_bad_cells_name_their_column_and_value(tmp_path, capsys):
+    at = NOW.isoformat()
+    code, out, _ = _import(tmp_path, capsys, "case_id,score,rated_at\n"
+                           f"K0,5,yesterday\nK1,seven,{at}\nK2,9,{at}\nK3,5,{at}\n")
+    assert code == 1
+    reasons = [line.split("\t")[3] for line in out.splitlines()]
+    assert reasons[:3] == ["rated_at: 'yesterday' is not ISO 8601 (e.g. 2026-03-09T15:20+08:00)",
+                           "score: 'seven' is not a whole number 1-5", "score: 9 is not 1-5"]
+    assert out.splitlines()[3].split("\t")[2] == "accepted"
+
+
+def test_an_unbalanced_quote_is_reported_with_its_line(tmp_path, capsys):
+    at = NOW.isoformat()
+    code, out, err = _import(tmp_path, capsys, "case_id,score,text,rated_at\n"
+                             f"K0,5,fine,{at}\nK1,4,\"never closed,{at}\nK2,5,,{at}\n")
+    assert code == 2 and out == ""
+    assert "paper.csv:3: a quote opened in the row starting on this line is never closed" in err

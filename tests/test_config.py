@@ -26,6 +26,9 @@ def test_example_files_load():
     ('[device]\nid = "t 1"\nhall_id = "h"\nwindow_id = "w"\n', "device.id"),
     ('[device]\nid = "t1"\nhall_id = "h"\nwindow_id = "w"\n[broker]\nport = 70000\n', "broker.port"),
     ('[device]\nid = "t1"\nhall_id = "h"\nwindow_id = "w"\n[timing]\nthanks_s = -1\n', "timing.thanks_s"),
+    ('[device]\nid = "t1"\nhall_id = "h"\nwindow_id = "w"\n[policy]\npreset = "atlantis"\n', "policy.preset"),
+    ('[device]\nid = "t1"\nhall_id = "h"\nwindow_id = "w"\n[policy]\noverrides = { hall_rating = "x" }\n',
+     "policy"),
 ])
 def test_mistakes_name_file_and_key(tmp_path, text, key):
     path = tmp_path / "agent.toml"
@@ -71,3 +74,21 @@ def test_policy_errors_name_the_key(tmp_path):
     own.write_text('name = "x"\ncode = "9"\nhall_rating = "maybe"\n')
     with pytest.raises(PolicyError, match="key hall_rating"):
         load_profile(path=own)
+
+
+def test_print_config_refuses_what_the_start_refuses_naming_the_file(tmp_path, capsys):
+    from hcp.cli import main
+
+    path = tmp_path / "collector.toml"
+    path.write_text(f'[data]\ndir = "{tmp_path}"\n[policy]\npreset = "atlantis"\n')
+    assert main(["collector", "-c", str(path), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: key policy.preset: unknown preset 'atlantis'" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("text", ['[data]\noutbox_max_rows = 5\n', '[receipt]\nenabled = false\n'])
+def test_terminal_keys_are_not_collector_keys(tmp_path, text):
+    path = tmp_path / "collector.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(CollectorConfig, path)

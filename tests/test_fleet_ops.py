@@ -153,6 +153,53 @@ def test_registration_requests_that_must_fail(pki, tmp_path):
         verify_request(forged, pki.ca_cert_path, pki.crl_path)
 
 
+def test_pki_list_shows_the_broker_and_warns_before_the_crl_expires(tmp_path, capsys):
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    pki.issue_device("t1")
+    pki.issue_broker(["mqtt.hall.local"])
+    assert main(["pki", "--dir", str(pki.dir), "list"]) == 0
+    out, err = capsys.readouterr()
+    rows = [line.split() for line in out.splitlines()[2:4]]
+    assert [(row[0], row[1], row[3]) for row in rows] == [("t1", "device", "valid"),
+                                                          ("mqtt.hall.local", "broker", "valid")]
+    assert rows[1][4] > "2035-"  # the broker's certificate and when it runs out (ten years)
+    assert "CRL " in out and err == ""
+    pki.write_crl(days=10)
+    assert main(["pki", "--dir", str(pki.dir), "list"]) == 0
+    assert "WARNING: the CRL" in capsys.readouterr().err
+
+
+def test_broker_config_points_mosquitto_at_the_chosen_directory(tmp_path, capsys):
+    pki = Pki(tmp_path / "my pki")
+    pki.init()
+    out = tmp_path / "conf.d"
+    assert main(["pki", "--dir", str(pki.dir), "broker-config", str(out)]) == 2
+    assert "no broker.crt, broker.key" in capsys.readouterr().err
+    pki.issue_broker(["mqtt.hall.local"])
+    listener = ["--port", "18883", "--bind", "127.0.0.1"]
+    assert main(["pki", "--dir", str(pki.dir), "broker-config", str(out), *listener]) == 0
+    tls = (out / "hcp-tls.conf").read_text()
+    settings = "".join(line for line in tls.splitlines(keepends=True) if not line.startswith("#"))
+    assert "/etc/" not in settings and f"crlfile {pki.dir.resolve()}/crl.pem" in tls
+    assert "listener 18883 127.0.0.1" in tls and f"acl_file {out.resolve()}/hcp.acl" in tls
+    assert (out / "hcp.acl").exists() and (out / "hcp.conf").exists()
+
+
+def test_devices_warns_when_the_brokers_crl_runs_out(tmp_path, capsys):
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[data]\ndir = "{tmp_path}"\n[broker]\nca_file = "{pki.ca_cert_path}"\n')
+    args = ["devices", "-c", str(config)]
+    assert main(args) == 0 and "WARNING" not in capsys.readouterr().err  # a fresh CRL: a year left
+    pki.write_crl(days=3)
+    assert main(args) == 0
+    assert "expires on" in capsys.readouterr().err
+    assert main([*args, "alerts"]) == 1  # monitoring hears of it too
+    assert "Mosquitto will then refuse every client" in capsys.readouterr().out
+
+
 # ---- provisioning ----------------------------------------------------------------
 
 def _provision_flags(pki: Pki, tmp_path: Path) -> list[str]:
@@ -188,6 +235,55 @@ def test_provision_interactive_re_asks_and_takes_defaults(pki, tmp_path, capsys,
     config = load_config(AgentConfig, tmp_path / "etc" / "agent.toml")
     assert (config.device.window_name, config.broker.host, config.voice.volume) == ("3号窗口", "mqtt.local", 0.5)
     assert config.policy.preset == "henan" and config.frontend.kinds == ["sim"]
+
+
+def test_provision_installs_the_receipt_key_or_says_there_is_none(pki, tmp_path, capsys):
+    key = tmp_path / "receipt.key"
+    key.write_text("a-receipt-key-shared-with-the-page\n")
+    touch = ["--non-interactive", "--device-id", "t1", "--hall-id", "h1", "--window-id", "w1", "--frontend", "touch"]
+    url = "https://rate.example.gov.cn/r/{case_id}?t={token}"
+    assert main(["provision", *touch, "--receipt-key-file", str(key), "--receipt-url", url,
+                 *_provision_flags(pki, tmp_path)]) == 0
+    config = load_config(AgentConfig, tmp_path / "etc" / "agent.toml")
+    assert config.receipt.url_template == url and config.receipt.load_key() == b"a-receipt-key-shared-with-the-page"
+    assert config.receipt.key_file == tmp_path / "etc" / "pki" / "receipt.key"
+    assert (config.receipt.key_file.stat().st_mode & 0o777) == 0o600
+    assert main(["provision", *touch, *_provision_flags(pki, tmp_path)]) == 0  # no key: receipts off, said so
+    assert load_config(AgentConfig, tmp_path / "etc" / "agent.toml").receipt.enabled is False
+
+
+def test_selftest_says_when_the_screen_would_show_no_receipt_qr(tmp_path, broker):
+    def receipt_step(receipt: dict) -> tuple[str, str]:
+        config = _agent_config(tmp_path, broker, frontend={"kinds": ["touch"]}, receipt=receipt)
+        [step] = SelfTest(config, [], interactive=False).check_receipt()
+        return step.result, step.detail
+
+    result, detail = receipt_step({})
+    assert result == "FAIL" and "no receipt.key_file or key" in detail
+    assert receipt_step({"enabled": False})[0] == "PASS"
+    assert receipt_step({"key": "k" * 32}) == ("PASS", "QR to https://hcp.example.gov.cn/r/{case_id}?t={token}")
+
+
+def test_receipt_prints_a_url_the_page_accepts(tmp_path, capsys):
+    from urllib.parse import parse_qs, urlsplit
+
+    from hcp.ui.receipt import verify
+
+    config = tmp_path / "collector.toml"
+    (tmp_path / "receipt.key").write_text("a-receipt-key-shared-with-the-page")
+    (tmp_path / "receipt.key").chmod(0o600)
+    config.write_text(f'[data]\ndir = "{tmp_path}"\n[receipt]\nkey_file = "{tmp_path / "receipt.key"}"\n'
+                      'url_template = "https://rate.example.gov.cn/r/{case_id}?t={token}"\n')
+    assert main(["receipt", "C-2026/1", "-c", str(config), "--at", "2026-03-09T15:20"]) == 0
+    out, err = capsys.readouterr()
+    url = urlsplit(out.strip())
+    assert url.path == "/r/C-2026%2F1" and "valid until 2026-03-16 15:20 (China time)" in err
+    token = parse_qs(url.query)["t"][0]
+    assert verify(token, "C-2026/1", b"a-receipt-key-shared-with-the-page", 1773040800 + 60) == 1773040800 + 7 * 86400
+    config.write_text(f'[data]\ndir = "{tmp_path}"\n')
+    assert main(["receipt", "C1", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "receipt: no key_file or key" in err and err.count("\n") == 1
 
 
 # ---- self-test and status --------------------------------------------------------
@@ -349,7 +445,23 @@ def test_install_service_into_a_root(tmp_path, capsys):
     assert main(["install-service", "agent", "--root", str(tmp_path)]) == 0
     assert (tmp_path / "etc/systemd/system/hcp-agent.service").read_text().startswith("[Unit]")
     assert main(["install-service", "collector", "--dry-run"]) == 0
-    assert "systemctl enable --now hcp-collector.service" in capsys.readouterr().out
+    assert "systemctl enable --now hcp-collector.service hcp-crl.timer" in capsys.readouterr().out
+    assert main(["install-service", "collector", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "etc/systemd/system/hcp-crl.timer").exists()
+
+
+def test_the_crl_timer_verifies_and_re_signs_the_crl(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze missing: run 'make deps' (scripts/install-deps.sh installs systemd)"
+    timer = (ROOT / "systemd" / "hcp-crl.timer").read_text()
+    service = (ROOT / "systemd" / "hcp-crl.service").read_text()
+    assert "OnCalendar=monthly" in timer and "Persistent=true" in timer
+    assert "hcp pki --dir /etc/hcp/pki crl" in service and "try-restart mosquitto.service" in service
+    (tmp_path / "hcp-crl.timer").write_text(timer)
+    (tmp_path / "hcp-crl.service").write_text(service.replace("/opt/hcp/.venv/bin/hcp",
+                                                              str(Path(sys.executable).with_name("hcp"))))
+    result = subprocess.run([analyze, "verify", str(tmp_path / "hcp-crl.timer")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 # ---- logs: no rater identity -----------------------------------------------------

@@ -88,6 +88,14 @@ def test_a_full_rating_sequence(factory: MockFactory, panel: GpioPanel, events: 
     assert lit(factory) == []
 
 
+def test_on_the_reasons_screen_the_keys_that_choose_are_lit(factory: MockFactory, panel: GpioPanel) -> None:
+    reasons = ("承诺履行", "服务态度", "申请材料", "办事效率", "跑趟次数", "服务机制", "勤政廉洁")
+    panel.perform(ShowScreen(Screen.REASONS, score=2, reasons=reasons))
+    assert lit(factory) == [1, 2, 3, 4, 5]  # four reasons, and 5 for the next page
+    panel.perform(ShowScreen(Screen.REASONS, score=2, reasons=reasons, page=1))
+    assert lit(factory) == [1, 2, 3, 5]  # three reasons left, and 5 to submit
+
+
 def test_the_trigger_button_raises_a_prompt_without_cases(factory: MockFactory, panel: GpioPanel,
                                                           events: list[Event]) -> None:
     tap(factory, TRIGGER)

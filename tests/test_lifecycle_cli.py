@@ -64,3 +64,41 @@ def test_stats_chart_disclosure_and_verify(tmp_path, capsys):
     assert main(["chain", "heads", "-o", str(tmp_path / "heads.jsonl"), *db]) == 0
     assert main(["verify", "--heads", str(tmp_path / "heads.jsonl"), *db]) == 0
     assert main(["stats", "--by", "nonsense", *db]) == 2
+
+
+def test_people_read_china_time_and_aligned_columns(tmp_path, capsys):
+    _month(tmp_path)
+    db = ["--data-dir", str(tmp_path), "--policy", "ordos"]
+    assert main(["followup", "list", *db]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # Follow-up 1's contact is due 2025-05-14T16:00 UTC: midnight of the 15th in China.
+    assert "2025-05-15 00:00" in lines[2] and "+00:00" not in "".join(lines)
+    assert main(["followup", "list", "--json", *db]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first["contact_due"] == "2025-05-15T00:00:00+08:00"
+
+
+def test_stats_in_chinese_with_timeliness_tables(tmp_path, capsys):
+    _month(tmp_path)
+    db = ["--data-dir", str(tmp_path), "--policy", "ordos"]
+    assert main(["stats", "--by", "window", *db]) == 0
+    printed = capsys.readouterr().out
+    head = printed.splitlines()[0]
+    assert head.split()[:4] == ["窗口", "评价数", "非常满意", "满意"] and "好评率" in head
+    assert "{" not in printed and "差评回访与整改" in printed and "申诉复核" in printed
+    assert [line.split() for line in printed.splitlines() if line.startswith("差评工单")] == [["差评工单", "4"]]
+
+
+def test_the_chart_follows_by_with_a_sorted_legend_and_bars_on_their_ticks(tmp_path):
+    from hcp.collector.stats import compute, figure
+
+    _month(tmp_path)
+    with Store.open(tmp_path / "collector.sqlite", load_profile("ordos"),
+                    load_or_create_key(tmp_path / "collector.key")) as store:
+        rows = compute(store._conn, store.profile, ("day", "clerk"))
+    fig = figure(rows, title="t", time="day", series="clerk")
+    top, bottom = fig.axes
+    assert [text.get_text() for text in top.get_legend().get_texts()] == ["k1", "k2"]
+    ticks = list(bottom.get_xticks())
+    centres = {round(bar.get_x() + bar.get_width() / 2, 6) for bar in bottom.patches}
+    assert centres <= {round(t, 6) for t in ticks}

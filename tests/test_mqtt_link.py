@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
-import random
 import uuid
 from collections.abc import Iterator
 
@@ -13,7 +11,7 @@ import pytest
 
 from hcp.sim.broker import Broker
 from hcp.sync.exc import LinkDown
-from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink, backoff_delay
+from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink
 
 WAIT_S = 10.0
 
@@ -195,14 +193,3 @@ def test_publish_while_down_raises_link_down(broker: Broker, links: list[MqttLin
         link.wait_connected(0.01)
     with pytest.raises(ConnectionError, match="not connected"):
         link.publish(topic, b"x")
-
-
-def test_backoff_is_random_growing_and_capped() -> None:
-    rng = random.Random(7)
-    runs = [[backoff_delay(n, 0.2, 30.0, rng) for n in range(20)] for _ in range(50)]
-    assert all(0.2 <= d <= 30.0 for run in runs for d in run)
-    assert len({run[5] for run in runs}) > 40  # jittered: terminals do not retry in lockstep
-    means = [sum(run[n] for run in runs) / len(runs) for n in range(20)]
-    assert all(later > earlier for earlier, later in itertools.pairwise(means[:9]))
-    assert max(run[-1] for run in runs) <= 30.0 and min(run[-1] for run in runs) >= 15.0
-    assert backoff_delay(10_000, 0.2, 30.0) <= 30.0

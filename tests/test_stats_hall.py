@@ -89,10 +89,11 @@ def test_stats_command_reports_hall_ratings(tmp_path, store, capsys):
     out = tmp_path / "report"
     assert main(["stats", "--kind", "hall", "-o", str(out), *db]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].split("\t")[:3] == ["hall", "ratings", "l5"] and "participation" not in printed[0]
-    assert printed[1].split("\t")[:2] == ["h1", "3"]
-    report = json.loads((out / "stats-hall.json").read_text("utf-8"))
+    assert printed[0].split()[:3] == ["大厅", "评价数", "非常满意"] and "参评率" not in printed[0]
+    assert printed[2].split()[:2] == ["h1", "3"]  # under the heading and its rule
+    report = json.loads((out / "hall-ratings.json").read_text("utf-8"))
     assert report["kind"] == "hall" and [r["hall"] for r in report["ranking"]] == ["h2", "h1"]
-    assert (out / "stats-hall-hall.csv").read_text("utf-8").startswith("hall,ratings,l5")
+    assert (out / "hall-ratings-hall.csv").read_text("utf-8").startswith("hall,ratings,l5")
+    assert (out / "hall-chart.png").stat().st_size > 10_000  # hall ratings have a chart too
     assert main(["stats", "--kind", "hall", "--by", "clerk", *db]) == 2
     assert "for hall ratings" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 import zxingcpp
 
 from hcp.agent.events import Event, Feedback, ReasonToggled, Screen, ShowScreen, StarPressed, StatusLight
-from hcp.config.schema import DeviceSection, PolicySection
+from hcp.config.schema import DeviceSection, FrontendSection, PolicySection
 from hcp.ui.layout import to_logical
 from hcp.ui.receipt import verify
 from hcp.ui.samples import DIMENSIONS, PROMPT
@@ -187,10 +188,23 @@ def test_from_config(tmp_path: Path) -> None:
         display=DisplaySection(fullscreen=False), receipt=ReceiptSection(key=KEY), voice=VoiceSection(),
         device=DeviceSection(id="hall01-w03", hall_id="hall01", window_id="w03", hall_name="某大厅",
                              window_name="5号窗口"),
-        policy=PolicySection(preset="henan"))
+        policy=PolicySection(preset="henan"), frontend=FrontendSection(kinds=["touch", "gpio"]))
     with TouchScreen.from_config(config) as screen:
         panel = Panel(screen)
         panel.show(ShowScreen(Screen.REASONS, prompt=PROMPT, score=2))  # no reasons given: the profile's
         toggles = [t.reason for _, t in screen.frame.hits if isinstance(t, ReasonToggled)]
         assert "勤政廉洁" in toggles and len(toggles) == 7
+        # A GPIO panel beside the screen: its star keys choose reasons, and the screen says how.
+        drawn = [item.text for item in screen.frame.texts]
+        assert "①承诺履行" in drawn and "按键①–④选择，⑤下一页" in drawn
+        panel.show(ShowScreen(Screen.REASONS, prompt=PROMPT, score=2, page=1))
+        drawn = [item.text for item in screen.frame.texts]
+        assert "③勤政廉洁" in drawn and "按键①–③选择，⑤提交" in drawn
         assert screen.state.hall_name == "某大厅" and screen.state.tech.device_id == "hall01-w03"
+
+
+def test_receipts_on_without_a_key_are_logged_not_silent(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="hcp.ui.touch"), TouchScreen(
+            DisplaySection(fullscreen=False), ReceiptSection(), VoiceSection(enabled=False)):
+        pass
+    assert "no receipt.key_file or key" in caplog.text

@@ -29,6 +29,9 @@ def sample_states(hall: str = "郑州市政务服务大厅", window: str = "3号
         Screen.PROMPT: replace(base, screen=Screen.PROMPT, prompt=PROMPT, light=StatusLight.PROMPTED),
         Screen.REASONS: replace(base, screen=Screen.REASONS, prompt=PROMPT, score=2, reasons=DIMENSIONS,
                                 selected=("服务态度", "办事效率")),
+        # The same screen on a terminal with star keys: keys 1-4 choose on this page, key 5 turns it.
+        "reasons-keys": replace(base, screen=Screen.REASONS, prompt=PROMPT, score=2, reasons=DIMENSIONS,
+                                selected=("服务态度", "办事效率"), star_keys=True),
         Screen.HALL: replace(base, screen=Screen.HALL),
         Screen.THANKS: replace(base, screen=Screen.THANKS, prompt=PROMPT, score=5, receipt_url=url),
         Screen.EXPIRED: replace(base, screen=Screen.EXPIRED, prompt=PROMPT, receipt_url=url),

@@ -26,6 +26,8 @@ from hcp.agent.events import (
     SkipPressed,
     StarPressed,
     StatusLight,
+    is_last_page,
+    reason_page,
 )
 from hcp.domain import Level
 from hcp.ui.fonts import Fonts
@@ -52,6 +54,8 @@ SELECTED: Color = (23, 78, 150)
 PRIMARY: Color = (23, 78, 150)
 GOOD: Color = (27, 128, 62)
 ALERT: Color = (198, 40, 40)
+#: How a star key is named on the reasons screen: the numbers on a panel's keys, circled.
+KEY_MARKS = {1: "①", 2: "②", 3: "③", 4: "④", 5: "⑤"}
 LIGHTS: dict[str, Color] = {StatusLight.IDLE: (46, 160, 67), StatusLight.PROMPTED: (23, 78, 150),
                             StatusLight.OFFLINE: (245, 159, 0), StatusLight.FAULT: (198, 40, 40)}
 
@@ -91,6 +95,8 @@ class ViewState:
     score: int | None = None
     reasons: tuple[str, ...] = ()
     selected: tuple[str, ...] = ()
+    page: int = 0
+    star_keys: bool = False
     message: str = ""
     lit: int | None = None
     receipt_url: str | None = None
@@ -329,6 +335,7 @@ class Toggle(Widget):
     reason: str = ""
     size: int = 26
     selected: bool = False
+    key: int | None = None
     opaque: ClassVar[bool] = True
 
     @property
@@ -339,7 +346,7 @@ class Toggle(Widget):
         canvas.surface.fill(BACKGROUND, self.rect)
         canvas.rounded(self.rect, SELECTED if self.selected else KEY, SELECTED if self.selected else KEY_EDGE)
         box = self.rect.inflate(-round(self.rect.height * 0.5), -8)
-        text = ("✓ " if self.selected else "") + self.reason
+        text = (KEY_MARKS[self.key] if self.key else "") + ("✓ " if self.selected else "") + self.reason
         frame.texts.extend(canvas.text(text, box, self.size, ON_HEADER if self.selected else INK, bold=True))
 
 
@@ -548,12 +555,24 @@ class Screens:
         cells, row = lay.footer(body)
         submit, skip = lay.buttons(row, 2)
         given = f"您的评价：{Level(state.score).label}" if state.score in (1, 2, 3, 4, 5) else ""
-        toggles = [Toggle(rect, reason=reason, size=lay.text.label, selected=reason in state.selected)
+        keys = self._reason_keys(state)
+        toggles = [Toggle(rect, reason=reason, size=lay.text.label, selected=reason in state.selected,
+                          key=keys.get(reason))
                    for rect, reason in zip(lay.grid(cells, len(state.reasons)), state.reasons, strict=True)]
+        if keys:
+            then = "提交" if is_last_page(state.reasons, state.page) else "下一页"
+            given = f"按键①–{KEY_MARKS[len(keys)]}选择，⑤{then}"
         return [*self._header("请选择不满意的原因（可多选）", state, right=given),
                 *toggles,
                 Button(submit, "提交", lay.text.body, primary=True, target=ReasonsDone(submit=True)),
                 Button(skip, "跳过", lay.text.body, target=ReasonsDone(submit=False))]
+
+    @staticmethod
+    def _reason_keys(state: ViewState) -> dict[str, int]:
+        """Reason -> the star key that toggles it now, when the terminal has star keys."""
+        if not state.star_keys:
+            return {}
+        return {reason: key for key, reason in enumerate(reason_page(state.reasons, state.page), 1)}
 
     def _thanks(self, state: ViewState) -> list[Widget]:
         given = f"您的评价：{Level(state.score).label}" if state.score in (1, 2, 3, 4, 5) else ""

@@ -68,9 +68,9 @@ class DisplaySection(_Section):
         return round(self.min_touch_mm * self.px_per_mm * scale)
 
 
-class ReceiptSection(_Section):
-    enabled: bool = Field(
-        True, description="Show the receipt QR on the thanks and expired screens.", examples=[True])
+class ReceiptKeySection(_Section):
+    """The receipt key and URL: what the collector's rating page and reminders need (``[receipt]``)."""
+
     url_template: str = Field(
         "https://hcp.example.gov.cn/r/{case_id}?t={token}",
         description="The QR's URL; {case_id} (URL-quoted) and {token} are filled in.",
@@ -95,9 +95,7 @@ class ReceiptSection(_Section):
         return self
 
     def load_key(self) -> bytes | None:
-        """The HMAC key as bytes, or None when receipts are off or no key is configured."""
-        if not self.enabled:
-            return None
+        """The HMAC key as bytes, or None when no key is configured."""
         if self.key is not None:
             text = self.key.get_secret_value()
         elif self.key_file is not None:
@@ -111,6 +109,17 @@ class ReceiptSection(_Section):
         if len(key) < 16:
             raise ConfigError("receipt.key: too short; expected at least 16 bytes (32 random characters is good)")
         return key
+
+
+class ReceiptSection(ReceiptKeySection):
+    """A terminal's ``[receipt]``: the key and URL, and whether the screen shows the QR at all."""
+
+    enabled: bool = Field(
+        True, description="Show the receipt QR on the thanks and expired screens.", examples=[True])
+
+    def load_key(self) -> bytes | None:
+        """The HMAC key as bytes, or None when receipts are off or no key is configured."""
+        return super().load_key() if self.enabled else None
 
 
 class VoiceSection(_Section):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hcp.agent.events import Command, Feedback, PlaySound, PostEvent, Screen, ShowScreen, Sound, StatusLight
+from hcp.agent.frontends import has_star_keys
 from hcp.ui.exc import DisplayError
 from hcp.ui.fonts import Fonts
 from hcp.ui.layout import Layout, to_logical
@@ -50,14 +51,17 @@ class TouchScreen:
 
     def __init__(self, display: DisplaySection | None = None, receipt: ReceiptSection | None = None,
                  voice: VoiceSection | None = None, *, hall_name: str = "政务服务大厅", window_name: str = "",
-                 device_id: str = "", dimensions: tuple[str, ...] = (), fonts: Fonts | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 device_id: str = "", dimensions: tuple[str, ...] = (), star_keys: bool = False,
+                 fonts: Fonts | None = None, clock: Callable[[], float] = time.time) -> None:
         self._thread: threading.Thread | None = None  # first, so close() works after a failed __init__
         self._stop = threading.Event()
         self.display = display or DisplaySection()
         receipt = receipt or ReceiptSection()
         key = receipt.load_key()
         self._receipts = ReceiptMaker(receipt.url_template, key, receipt.valid_s) if key else None
+        if receipt.enabled and key is None:
+            log.warning("receipt.enabled but no receipt.key_file or key: the thanks and expired screens show no "
+                        "QR (set the key shared with the rating page, or receipt.enabled = false)")
         self._fonts = fonts or Fonts.find(self.display.font_file, self.display.font_index)
         self._voice = Voice(voice)
         self._dimensions = tuple(dimensions)
@@ -67,7 +71,7 @@ class TouchScreen:
         self._drawn = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._sounds: deque[Sound] = deque(maxlen=8)
-        self._want = ViewState(hall_name=hall_name, window_name=window_name,
+        self._want = ViewState(hall_name=hall_name, window_name=window_name, star_keys=star_keys,
                                tech=TechInfo(device_id=device_id, version=_version()))
         self._technician = False
         self._taps: deque[float] = deque(maxlen=TECH_TAPS)
@@ -83,7 +87,7 @@ class TouchScreen:
         profile = config.policy.load()
         return cls(config.display, config.receipt, config.voice, hall_name=config.device.hall_name,
                    window_name=config.device.window_name, device_id=config.device.id,
-                   dimensions=tuple(profile.dimensions))
+                   dimensions=tuple(profile.dimensions), star_keys=has_star_keys(config.frontend.kinds))
 
     # ---- FrontEnd -------------------------------------------------------------
 
@@ -190,7 +194,7 @@ class TouchScreen:
             # Batches are rated once, so the first case id stands for the whole prompt.
             url = self._receipts.url(prompt.case_ids[0], self._clock())
         return {"screen": command.screen, "prompt": command.prompt, "score": command.score,
-                "reasons": command.reasons or self._dimensions, "selected": command.selected,
+                "reasons": command.reasons or self._dimensions, "selected": command.selected, "page": command.page,
                 "message": command.message, "lit": None, "receipt_url": url}
 
     def _update(self, **changes: Any) -> None:

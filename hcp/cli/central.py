@@ -19,6 +19,7 @@ from hcp.cli.common import (
     service_notifier,
     stop_on_signals,
 )
+from hcp.cli.display import china_time, table
 from hcp.exc import HcpError
 
 
@@ -180,15 +181,36 @@ def list_devices(args: argparse.Namespace) -> int:
         for h in health:
             print(json.dumps(h.__dict__, ensure_ascii=False))
         return 0
-    print(f"{'device':<16} {'hall':<10} {'window':<7} {'state':<7} {'outbox':>6} {'version':<8} {'clock':<6} "
-          f"{'cfg':>3}  {'last seen':<25} alerts")
+    rows = []
     for h in health:
         clock = "-" if h.clock_synced is None else ("ok" if h.clock_synced else "UNSYNC")
-        print(f"{h.device_id:<16} {h.hall_id:<10} {h.window_id:<7} {'online' if h.online else 'OFFLINE':<7} "
-              f"{'-' if h.outbox_depth is None else h.outbox_depth:>6} {h.version or '-':<8} {clock:<6} "
-              f"{'-' if h.settings_version is None else h.settings_version:>3}  {h.last_seen or '-':<25} "
-              f"{'; '.join(h.alerts)}")
+        rows.append((h.device_id, h.hall_id, h.window_id, "online" if h.online else "OFFLINE", h.outbox_depth,
+                     h.version, clock, h.settings_version, china_time(h.last_seen, seconds=True),
+                     "; ".join(h.alerts)))
+    print(table(("device", "hall", "window", "state", "outbox", "version", "clock", "cfg",
+                 "last seen (China time)", "alerts"), rows, right=(4, 7)))
+    warning = crl_alert(args)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
+
+
+def crl_alert(args: argparse.Namespace) -> str | None:
+    """A line when the broker's CRL expires soon or has expired (then Mosquitto refuses every client)."""
+    import datetime as dt
+
+    from hcp.pki import PkiError, crl_warning
+
+    config = collector_config(_inherit(args))
+    path = config.fleet.crl_file
+    if path is None:
+        if config.broker.ca_file is None or not (config.broker.ca_file.parent / "crl.pem").exists():
+            return None  # no TLS, or the CRL lives where this host cannot see it
+        path = config.broker.ca_file.parent / "crl.pem"
+    try:
+        return crl_warning(path, dt.datetime.now(dt.UTC), config.fleet.crl_alert_days)
+    except PkiError as err:
+        return str(err)
 
 
 def device_alerts(args: argparse.Namespace) -> int:
@@ -197,6 +219,10 @@ def device_alerts(args: argparse.Namespace) -> int:
         for alert in h.alerts:
             print(f"{h.device_id}\t{h.hall_id}/{h.window_id}\t{alert}")
             found += 1
+    warning = crl_alert(args)
+    if warning:
+        print(f"-\t-\t{warning}")
+        found += 1
     return 1 if found else 0
 
 

@@ -115,15 +115,11 @@ def import_ratings(args: argparse.Namespace) -> int:
     from hcp.collector.channels import Channels
     from hcp.domain import now_cst
 
-    try:
-        with args.file.open(encoding="utf-8-sig", newline="") as source:
-            rows = list(csv.DictReader(source))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise HcpError(f"{args.file}: cannot read the CSV ({err})") from None
+    rows = _read_csv(args.file)  # all of it first: a file that cannot be read stores nothing
     accepted = 0
     with open_store(args) as store:
         channels = Channels(store)
-        for line, row in enumerate(rows, 2):
+        for line, row in rows:
             outcome, text = _import_row(channels, row, args.channel, now_cst())
             accepted += outcome == "accepted"
             print(f"{args.file.name}:{line}\t{row.get('case_id') or '-'}\t{outcome}\t{text}")
@@ -131,21 +127,89 @@ def import_ratings(args: argparse.Namespace) -> int:
     return 0 if accepted == len(rows) else 1
 
 
+def _read_csv(path: Path) -> list[tuple[int, dict]]:
+    """Each row with the line it starts on; HcpError naming the file (and line) for a wrong header or quote."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as source:
+            reader = csv.DictReader(source, strict=True)
+            _check_header(path, reader.fieldnames)
+            rows, start = [], reader.line_num + 1
+            try:
+                for row in reader:
+                    rows.append((start, row))
+                    start = reader.line_num + 1
+            except csv.Error as err:
+                raise HcpError(f"{path}:{start}: {_csv_problem(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise HcpError(f"{path}: cannot read the CSV ({err})") from None
+    return rows
+
+
+def _check_header(path: Path, header: list[str] | None) -> None:
+    names = [name.strip() for name in header or []]
+    missing = [name for name in ("case_id", "score") if name not in names]
+    unknown = [name for name in names if name not in CSV_COLUMNS]
+    if missing or unknown:
+        problems = [f"missing column(s) {', '.join(missing)}" if missing else "",
+                    f"unknown column(s) {', '.join(repr(n) for n in unknown)}" if unknown else ""]
+        raise HcpError(f"{path}:1: wrong header: {'; '.join(p for p in problems if p)} "
+                       f"(expected a header row of {', '.join(CSV_COLUMNS)}; case_id and score required)")
+
+
+def _csv_problem(err: csv.Error) -> str:
+    if "end of data" in str(err) or "EOF" in str(err):
+        return "a quote opened in the row starting on this line is never closed"
+    return f"not CSV ({err})"
+
+
 def _import_row(channels, row: dict, channel: str, now: datetime) -> tuple[str, str]:
     from hcp.collector.channels import Entry
-    from hcp.domain import Channel, Kind
+    from hcp.domain import Channel
 
+    row = {(key or "").strip(): (value or "").strip() if isinstance(value, str) else value
+           for key, value in row.items()}
     try:
-        entry = Entry(case_id=(row.get("case_id") or "").strip(), score=int((row.get("score") or "").strip()),
-                      channel=Channel(channel), rated_at=_parse_at((row.get("rated_at") or "").strip()),
-                      reasons=_reasons(row.get("reasons") or ""), text=(row.get("text") or "").strip(),
-                      kind=Kind((row.get("kind") or "service").strip()), ref=(row.get("ref") or "").strip())
-    except (ValueError, HcpError) as err:
-        return "rejected", f"row not readable: {err}"
+        entry = Entry(case_id=row.get("case_id") or "", score=_score(row.get("score") or ""),
+                      channel=Channel(channel), rated_at=_row_time(row.get("rated_at") or ""),
+                      reasons=_reasons(row.get("reasons") or ""), text=row.get("text") or "",
+                      kind=_kind(row.get("kind") or "service"), ref=row.get("ref") or "")
+    except HcpError as err:
+        return "rejected", str(err)
     if not entry.case_id:
         return "rejected", "case_id: empty"
     result = channels.enter(entry, now)
     return str(result.outcome), f"{result.rating_id} {result.reason}".strip()
+
+
+def _score(text: str) -> int:
+    try:
+        score = int(text)
+    except ValueError:
+        raise HcpError(f"score: {text!r} is not a whole number 1-5" if text else "score: empty") from None
+    if not 1 <= score <= 5:
+        raise HcpError(f"score: {score} is not 1-5")
+    return score
+
+
+def _row_time(text: str) -> datetime:
+    from hcp.domain import CST, now_cst
+
+    if not text:
+        return now_cst()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise HcpError(f"rated_at: {text!r} is not ISO 8601 (e.g. 2026-03-09T15:20+08:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=CST)
+
+
+def _kind(text: str):  # -> Kind
+    from hcp.domain import Kind
+
+    try:
+        return Kind(text)
+    except ValueError:
+        raise HcpError(f"kind: {text!r} is not service or hall") from None
 
 
 def _reasons(text: str) -> tuple[str, ...]:

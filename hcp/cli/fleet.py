@@ -9,6 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from hcp.cli.display import china_time
 from hcp.exc import HcpError
 
 UNITS = Path(__file__).resolve().parent.parent.parent / "systemd"
@@ -50,6 +51,14 @@ def _register_pki(subparsers: argparse._SubParsersAction) -> None:
                             description="Write broker.crt and broker.key for the given host names and addresses.")
     broker.add_argument("hosts", nargs="+", help="host names and IP addresses terminals use to reach the broker")
     broker.set_defaults(func=pki_broker)
+    conf = sub.add_parser("broker-config", help="write Mosquitto's hcp config for this PKI directory",
+                          description="Write hcp.conf, hcp-tls.conf and hcp.acl into OUT_DIR (e.g. "
+                          "/etc/mosquitto/conf.d) with the TLS listener pointing at this --dir's ca.crt, "
+                          "broker.crt, broker.key and crl.pem and at the hcp.acl written beside it.")
+    conf.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where Mosquitto includes them from")
+    conf.add_argument("--port", type=int, default=8883, help="the TLS listener's port (default 8883)")
+    conf.add_argument("--bind", metavar="ADDRESS", help="listen on this address only (default: all)")
+    conf.set_defaults(func=pki_broker_config)
     revoke = sub.add_parser("revoke", help="revoke a certificate and rewrite the CRL",
                             description="Revoke every valid certificate of NAME and rewrite crl.pem; then "
                             "restart Mosquitto so it reads the new CRL.")
@@ -58,7 +67,9 @@ def _register_pki(subparsers: argparse._SubParsersAction) -> None:
     crl = sub.add_parser("crl", help="re-sign the CRL (renew it before it expires)",
                          description="Write a fresh crl.pem valid for a year; run it from a yearly timer.")
     crl.set_defaults(func=lambda a: _pki(a).write_crl() and 0)
-    listing = sub.add_parser("list", help="list issued certificates", description="Every issued certificate.")
+    listing = sub.add_parser("list", help="list issued certificates and the CRL's expiry",
+                             description="Every issued certificate (the broker's too) with its expiry, and the "
+                             "CRL's; a warning when the CRL expires within 30 days.")
     listing.set_defaults(func=pki_list)
 
 
@@ -89,6 +100,20 @@ def pki_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def pki_broker_config(args: argparse.Namespace) -> int:
+    from hcp.pki import mosquitto_config
+
+    pki = _pki(args)
+    missing = [name for name in ("ca.crt", "broker.crt", "broker.key", "crl.pem") if not (pki.dir / name).exists()]
+    if missing:
+        raise HcpError(f"{pki.dir}: no {', '.join(missing)}; run 'hcp pki --dir {pki.dir} init' and "
+                       f"'hcp pki --dir {pki.dir} broker HOST' first")
+    for path in mosquitto_config(pki.dir, args.out_dir, f"{args.port} {args.bind}" if args.bind else str(args.port)):
+        print(f"wrote {path}")
+    print(f"mosquitto reads {pki.dir / 'broker.key'}: chgrp mosquitto it and chmod 0640, then restart mosquitto")
+    return 0
+
+
 def pki_revoke(args: argparse.Namespace) -> int:
     count = _pki(args).revoke(args.name)
     print(f"revoked {count} certificate(s) of {args.name}; restart mosquitto to load {args.dir / 'crl.pem'}")
@@ -96,9 +121,20 @@ def pki_revoke(args: argparse.Namespace) -> int:
 
 
 def pki_list(args: argparse.Namespace) -> int:
-    for item in _pki(args).issued():
-        state = f"revoked {item.revoked_at}" if item.revoked_at else "valid"
-        print(f"{item.name}\t{item.kind}\t{item.serial:x}\t{state}")
+    import datetime as dt
+
+    from hcp.cli.display import table
+    from hcp.pki import crl_warning
+
+    pki = _pki(args)
+    rows = [(item.name, item.kind, f"{item.serial:x}",
+             f"revoked {china_time(item.revoked_at)}" if item.revoked_at else "valid", china_time(item.not_after))
+            for item in pki.issued()]
+    print(table(("name", "kind", "serial", "state", "valid until (China time)"), rows))
+    print(f"CRL {pki.crl_path}: valid until {china_time(pki.crl_next_update())} (China time)")
+    warning = crl_warning(pki.crl_path, dt.datetime.now(dt.UTC))
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
 
 
@@ -111,7 +147,11 @@ _FLAGS = {"device_id": "this terminal's device id", "hall_id": "hall id", "windo
           "policy": "policy preset", "display_size": "800x480 or 1024x600",
           "orientation": "landscape or portrait", "volume": "voice volume 0-1", "data_dir": "data directory",
           "serial_port": "button board serial port", "clerk_port": "clerk link serial port",
-          "star_pins": "five BCM pins of the star keys, e.g. '5 6 13 19 26'"}
+          "star_pins": "five BCM pins of the star keys, e.g. '5 6 13 19 26'",
+          "receipt_key_file": "the receipt QR key, the same file as the collector's receipt.key_file (installed "
+          "0600 beside the certificates; without it the touchscreen shows no QR)",
+          "receipt_url": "the receipt QR's URL, with {case_id} and {token}, e.g. "
+          "https://hcp.example.gov.cn/r/{case_id}?t={token} (the collector's [web] page behind your proxy)"}
 
 
 def _register_provision(subparsers: argparse._SubParsersAction) -> None:
@@ -235,14 +275,15 @@ def show_status(args: argparse.Namespace) -> int:
     status = facts.get("status", {})
     link = {True: "connected", False: "DISCONNECTED", None: "unknown"}[facts.get("link_up")]
     for label, value in (("outbox depth", facts.get("outbox_depth", 0)),
-                         ("oldest unsent", facts.get("oldest_unsent_at") or "-"),
-                         ("last ack", facts.get("last_ack_at") or facts.get("last_outcome_at") or "-"),
+                         ("oldest unsent", china_time(facts.get("oldest_unsent_at"), seconds=True)),
+                         ("last ack", china_time(facts.get("last_ack_at") or facts.get("last_outcome_at"),
+                                                 seconds=True)),
                          ("broker", f"{facts.get('broker', '-')} {link}"),
                          ("clock", {True: "synchronised", False: "NOT synchronised"}.get(status.get("clock_synced"),
                                                                                           "unknown")),
                          ("settings", status.get("settings_version", "-")),
                          ("version", f"{__version__} (agent reported {status.get('version', '-')})"),
-                         ("as of", facts.get("written_at", "-"))):
+                         ("as of", china_time(facts.get("written_at"), seconds=True) + " (China time)")):
         print(f"{label:<14} {value}")
     if facts.get("note"):
         print(facts["note"])
@@ -309,7 +350,8 @@ def _register_install(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "install-service", help="install the systemd unit of the agent or the collector",
         description="Create the hcp user (groups gpio, dialout, video, audio where they exist), the data "
-        "directory, and install systemd/hcp-ROLE.service; then enable and start it. --root installs into "
+        "directory, and install systemd/hcp-ROLE.service (the collector also hcp-crl.service and .timer, which "
+        "re-sign the CRL monthly); then enable and start them. --root installs into "
         "another tree (an image being built, or a test) and skips user and systemctl steps.")
     p.add_argument("role", choices=["agent", "collector"], help="which service")
     p.add_argument("--root", type=Path, default=Path("/"), help="install under this root (default /)")
@@ -324,7 +366,8 @@ def install_service(args: argparse.Namespace) -> int:
     import subprocess
 
     unit = f"hcp-{args.role}.service"
-    target = args.root / "etc/systemd/system" / unit
+    units = [unit, *(("hcp-crl.service", "hcp-crl.timer") if args.role == "collector" else ())]
+    enabled = [unit, *(("hcp-crl.timer",) if args.role == "collector" else ())]
     groups = [g for g in ("gpio", "dialout", "video", "audio", "input", "render") if _group_exists(grp, g)]
     commands = []
     if args.root == Path("/"):
@@ -332,15 +375,18 @@ def install_service(args: argparse.Namespace) -> int:
                      "--user-group", "hcp"],
                     *([["usermod", "-aG", ",".join(groups), "hcp"]] if groups and args.role == "agent" else []),
                     ["install", "-d", "-o", "hcp", "-g", "hcp", "-m", "0750", str(args.data_dir)],
-                    ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", unit]]
+                    ["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", *enabled]]
+    folder = args.root / "etc/systemd/system"
     if args.dry_run:
-        print(f"install {UNITS / unit} {target}")
+        for name in units:
+            print(f"install {UNITS / name} {folder / name}")
         for command in commands:
             print(" ".join(command))
         return 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(UNITS / unit, target)
-    print(f"installed {target}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in units:
+        shutil.copyfile(UNITS / name, folder / name)
+        print(f"installed {folder / name}")
     for command in commands:
         result = subprocess.run(command, check=False)
         if result.returncode and command[0] != "useradd":  # useradd fails when the user exists: fine

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hcp.cli.central import open_store
 from hcp.cli.common import add_config_flags
+from hcp.cli.display import china_fields, china_time, percent, table
 from hcp.domain import CST, Kind, now_cst
 from hcp.exc import ConfigError, HcpError
 
@@ -85,7 +86,7 @@ def run_defaults(args: argparse.Namespace) -> int:
     if not run.cutoff:
         print(f"policy {store.profile.name} states no default rating; nothing to do")
     else:
-        print(f"defaulted {run.defaulted} case(s) completed before {run.cutoff} "
+        print(f"defaulted {run.defaulted} case(s) completed before {china_time(run.cutoff)} (China time) "
               f"in {time.perf_counter() - started:.2f} s")
     return 0
 
@@ -144,13 +145,12 @@ def list_followups(args: argparse.Namespace) -> int:
         found = lifecycle.followups(now=now, overdue_only=args.overdue, state=args.state)
     if args.json:
         for f in found:
-            print(json.dumps({**f.__dict__, "overdue": f.overdue(now)}, ensure_ascii=False))
+            print(json.dumps(china_fields({**f.__dict__, "overdue": f.overdue(now)}), ensure_ascii=False))
         return 0
-    print(f"{'id':>5} {'state':<13} {'hall/window':<16} {'clerk':<10} {'score':>5} {'contact due':<26} "
-          f"{'rectify due':<26} overdue")
-    for f in found:
-        print(f"{f.id:>5} {f.state:<13} {f.hall_id + '/' + f.window_id:<16} {f.clerk_id or '-':<10} {f.score:>5} "
-              f"{f.contact_due or '-':<26} {f.rectify_due or '-':<26} {','.join(f.overdue(now)) or '-'}")
+    print(table(("id", "state", "hall/window", "clerk", "score", "contact due", "rectify due", "overdue"),
+                [(f.id, f.state, f"{f.hall_id}/{f.window_id}", f.clerk_id, f.score, china_time(f.contact_due),
+                  china_time(f.rectify_due), ",".join(f.overdue(now))) for f in found], right=(0, 4)))
+    print("times in China Standard Time (UTC+8)")
     return 0
 
 
@@ -179,7 +179,7 @@ def show_followup(args: argparse.Namespace) -> int:
     with store:
         found = lifecycle.followup(args.followup_id)
         contact = lifecycle.contact(args.followup_id) if args.contact else None
-    shown = {**found.__dict__, "overdue": found.overdue(args.at or now_cst())}
+    shown = china_fields({**found.__dict__, "overdue": found.overdue(args.at or now_cst())})
     if args.contact:
         shown["contact"] = contact
     print(json.dumps(shown, ensure_ascii=False, indent=1))
@@ -219,7 +219,8 @@ def file_appeal(args: argparse.Namespace) -> int:
     with store:
         appeal = lifecycle.file_appeal(args.rating_id, filed_by=args.by, evidence=args.evidence,
                                        at=args.at or now_cst())
-    print(f"appeal {appeal.id} filed; review due {appeal.review_due or '(no stated deadline)'}")
+    due = f"{china_time(appeal.review_due)} (China time)" if appeal.review_due else "(no stated deadline)"
+    print(f"appeal {appeal.id} filed; review due {due}")
     return 0
 
 
@@ -236,7 +237,7 @@ def list_appeals(args: argparse.Namespace) -> int:
     store, lifecycle = _lifecycle(args)
     with store:
         for appeal in lifecycle.appeals():
-            print(json.dumps(appeal.__dict__, ensure_ascii=False))
+            print(json.dumps(china_fields(appeal.__dict__), ensure_ascii=False))
     return 0
 
 
@@ -294,8 +295,8 @@ def change_malicious(args: argparse.Namespace) -> int:
 def list_malicious(args: argparse.Namespace) -> int:
     store, lifecycle = _lifecycle(args)
     with store:
-        for ref, actor, at, reason in lifecycle.malicious_list():
-            print(f"{ref}\t{actor}\t{at}\t{reason}")
+        listed = [(ref, actor, china_time(at), reason) for ref, actor, at, reason in lifecycle.malicious_list()]
+    print(table(("rater", "by", "added (China time)", "reason"), listed))
     return 0
 
 
@@ -305,8 +306,10 @@ def _register_stats(subparsers: Sub) -> None:
     p = _parser(subparsers, "stats", "statistics, rankings and timeliness: tables, CSV, JSON, PNG",
                 "Compute statistics from the stored records: per level, 好/中/差评 rates, satisfaction score "
                 "(mean level × 20), participation, default share, exclusions; rankings lowest first; "
-                "follow-up and appeal timeliness. Writes <out>/stats-<by>.csv, stats.json and chart.png. "
-                "--kind hall counts the hall ratings (one per person per day) instead, by hall, day or month.")
+                "follow-up and appeal timeliness. Writes <out>/stats-<by>.csv, stats.json and chart.png (daily, or "
+                "monthly with --by month; one line per value of the first other --by column). --kind hall counts "
+                "the hall ratings (one per person per day) instead, by hall, day or month, into "
+                "hall-ratings-<by>.csv, hall-ratings.json and hall-chart.png.")
     p.add_argument("--by", help="group by hall, window, clerk, item, day or month (comma-separated for "
                    "several, e.g. day,window); hall ratings by hall, day or month. Default: window, or hall "
                    "with --kind hall")
@@ -325,6 +328,25 @@ def _register_stats(subparsers: Sub) -> None:
     d.set_defaults(func=disclose)
 
 
+#: Column -> its heading in the printed table (CSV and JSON keep the column names).
+STATS_HEADERS = {"hall": "大厅", "window": "窗口", "clerk": "工作人员", "item": "事项", "day": "日期", "month": "月份",
+                 "ratings": "评价数", "l5": "非常满意", "l4": "满意", "l3": "基本满意", "l2": "不满意",
+                 "l1": "非常不满意", "good_rate": "好评率", "bad_rate": "差评率", "satisfaction": "满意度",
+                 "participation": "参评率", "default_share": "默认评价占比", "excluded_invalid": "无效",
+                 "excluded_malicious": "恶意", "excluded_listed": "名单剔除"}
+_RATES = ("good_rate", "bad_rate", "participation", "default_share")
+TIMELINESS_LABELS = {
+    "followups": ("差评回访与整改", {
+        "opened": "差评工单", "contact_deadlines": "有回访时限", "contacted_on_time": "按时回访",
+        "contacted_late": "超时回访", "contact_overdue": "回访逾期未办", "rectify_deadlines": "有整改时限",
+        "resolved_on_time": "按时整改/说明", "resolved_late": "超时整改/说明", "rectify_overdue": "整改逾期未办",
+        "closed": "已办结", "spot_checks_due": "应抽查", "spot_checked": "已抽查"}),
+    "appeals": ("申诉复核", {
+        "filed": "申诉", "decided": "已复核", "upheld": "申诉成立", "review_deadlines": "有复核时限",
+        "decided_on_time": "按时复核", "decided_late": "超时复核", "review_overdue": "复核逾期未办"}),
+}
+
+
 def stats(args: argparse.Namespace) -> int:
     from hcp.collector import stats as st
 
@@ -337,42 +359,57 @@ def stats(args: argparse.Namespace) -> int:
             rows = st.compute(store._conn, store.profile, by, start=args.start, end=args.end, kind=kind)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if kind is Kind.HALL:
-            return _hall_stats(rows, by, args, store.profile.name)
-        timely = st.timeliness(store._conn, now_cst())
-        daily = st.compute(store._conn, store.profile, ("day", "window"), start=args.start, end=args.end)
-    _print_table(rows, by)
-    print(f"\nfollow-ups: {timely['followups']}\nappeals:    {timely['appeals']}")
+        timely = st.timeliness(store._conn, now_cst()) if kind is Kind.SERVICE else None
+        time_dim, series = _chart_axes(by)
+        charted = st.compute(store._conn, store.profile, (time_dim, *((series,) if series else ())),
+                             start=args.start, end=args.end, kind=kind) if args.out else []
+    _print_table(rows, by, per_case=kind is Kind.SERVICE)
+    if timely is not None:
+        _print_timeliness(timely)
     if args.out:
-        name = "-".join(by)
-        st.write_csv(rows, args.out / f"stats-{name}.csv")
-        st.write_json({"policy": store.profile.name, "by": by, "rows": rows, "ranking": st.ranking(rows),
-                       "timeliness": timely}, args.out / "stats.json")
-        st.chart(daily, args.out / "chart.png", title=f"{store.profile.name}: 每日满意度与差评（按窗口）")
-        print(f"wrote {args.out}/stats-{name}.csv, stats.json, chart.png")
+        _write_stats(args.out, store.profile.name, kind, by, rows, timely, charted)
     return 0
 
 
-def _hall_stats(rows: list[dict], by: tuple[str, ...], args: argparse.Namespace, policy: str) -> int:
+def _chart_axes(by: tuple[str, ...]) -> tuple[str, str | None]:
+    """The chart's time axis (day, or month when grouped by month) and what its lines stand for."""
+    time_dim = "month" if "month" in by else "day"
+    others = [dim for dim in by if dim not in ("day", "month")]
+    return time_dim, (others[0] if others else None)
+
+
+def _write_stats(out: Path, policy: str, kind: Kind, by: tuple[str, ...], rows: list[dict], timely: dict | None,
+                 charted: list[dict]) -> None:
     from hcp.collector import stats as st
 
-    _print_table(rows, by, per_case=False)
-    if args.out:
-        name = "-".join(by)
-        st.write_csv(rows, args.out / f"stats-hall-{name}.csv")
-        st.write_json({"policy": policy, "kind": "hall", "by": by, "rows": rows, "ranking": st.ranking(rows)},
-                      args.out / "stats-hall.json")
-        print(f"wrote {args.out}/stats-hall-{name}.csv, stats-hall.json")
-    return 0
+    service = kind is Kind.SERVICE
+    stem, png = ("stats", "chart.png") if service else ("hall-ratings", "hall-chart.png")  # not stats-hall-hall.csv
+    name = "-".join(by)
+    report = {"policy": policy, "kind": kind.value, "by": by, "rows": rows, "ranking": st.ranking(rows)}
+    if timely is not None:
+        report["timeliness"] = timely
+    time_dim, series = _chart_axes(by)
+    what = "服务评价" if service else "大厅整体评价"
+    per = f"按{STATS_HEADERS[series]}" if series else "全部"
+    st.write_csv(rows, out / f"{stem}-{name}.csv")
+    st.write_json(report, out / f"{stem}.json")
+    st.chart(charted, out / png, time=time_dim, series=series,
+             title=f"{policy}: {what}，每{STATS_HEADERS[time_dim][:1]}满意度与差评（{per}）")
+    print(f"wrote {out}/{stem}-{name}.csv, {stem}.json, {png}")
 
 
 def _print_table(rows: list[dict], by: tuple[str, ...], *, per_case: bool = True) -> None:
     columns = (*by, "ratings", "l5", "l4", "l3", "l2", "l1", "good_rate", "bad_rate", "satisfaction",
                *(("participation", "default_share") if per_case else ()),
                "excluded_invalid", "excluded_malicious", "excluded_listed")
-    print("\t".join(columns))
-    for row in rows:
-        print("\t".join("-" if row[c] is None else str(row[c]) for c in columns))
+    shown = [[percent(row[c]) if c in _RATES else row[c] for c in columns] for row in rows]
+    print(table([STATS_HEADERS[c] for c in columns], shown, right=range(len(by), len(columns))))
+
+
+def _print_timeliness(timely: dict) -> None:
+    for key, (title, labels) in TIMELINESS_LABELS.items():
+        print(f"\n{title}")
+        print(table(("项目", "件数"), [(label, timely[key][column]) for column, label in labels.items()], right=(1,)))
 
 
 def disclose(args: argparse.Namespace) -> int:
