@@ -34,6 +34,7 @@ setup(
         "wcwidth>=0.2.13",
         "tenacity>=8.2",
         "tomli-w>=1.0",
+        "psycopg[binary]>=3.1",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "zxing-cpp>=2.2",

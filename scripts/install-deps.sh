@@ -8,7 +8,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # chromium: the phone rating page's browser tests (Playwright drives Debian's build; never `playwright install`).
 # libatomic1: Playwright's bundled node driver links it; a minimal Debian (debootstrap minbase, a slim
 # container) lacks it and every browser test then fails with "libatomic.so.1: cannot open shared object".
-for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium libatomic1; do
+# postgresql: Bookworm's 15, the collector's optional store; tests run initdb/pg_ctl from /usr/lib/postgresql/15/bin.
+for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium libatomic1 postgresql; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 # systemd-analyze (tests verify the units with it): in the systemd package.
@@ -27,3 +28,4 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 # The Debian package starts a system broker on port 1883; hcp's tests and demo
 # start their own on free ports and do not need it.
+# The postgresql package likewise starts a system cluster on port 5432; the tests start their own.

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import settings
 
 from hcp.sim.broker import Broker
+from tests.pg import Cluster
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -44,3 +45,18 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     """A private Mosquitto with the project's settings; stop()/start() keep its state."""
     with Broker(tmp_path / "broker") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A private PostgreSQL 15 cluster on a free loopback port, for the whole session (tests/pg.py)."""
+    with Cluster.create() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_database(pg_cluster: Cluster) -> Iterator[str]:
+    """The name of a new, empty database in the session's cluster: each test its own, dropped after it."""
+    name = pg_cluster.fresh_database()
+    yield name
+    pg_cluster.drop_database(name)
