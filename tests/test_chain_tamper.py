@@ -145,7 +145,8 @@ def _newest(table: str) -> str:
 def test_records_left_unsigned_by_a_crash_fail_until_signed(hall, capsys):
     key = load_or_create_key(hall / "collector.key")
     store = Store.open(hall / "collector.sqlite", load_profile("ordos"), key)
-    Lifecycle(store).exclude(store._conn.execute("SELECT rating_id FROM ratings LIMIT 1").fetchone()[0], "invalid",
+    Lifecycle(store).exclude(store._conn.execute("SELECT rating_id FROM ratings WHERE rating_id NOT IN "
+                                                 "(SELECT rating_id FROM exclusions) LIMIT 1").fetchone()[0], "invalid",
                              decided_by="sup1", reason="pressed by mistake", at=t(20), raised_by_rater=True)
     store._conn.close()  # killed: no clean close, no head
     code, out = _verify(hall, capsys, "--heads", str(hall / "collector.toml.none"))  # missing: exit 2
