@@ -9,7 +9,7 @@ setup(
     version="0.1.0",
     description="Evaluator terminals, sync and collector for the 好差评 rating scheme",
     python_requires=">=3.11",
-    packages=["hcp", "hcp.cli"] + [f"hcp.{name}" for name in SUBPACKAGES],
+    packages=["hcp", "hcp.cli", "hcp.collector.store"] + [f"hcp.{name}" for name in SUBPACKAGES],
     package_dir={"hcp": "hcp", **{f"hcp.{name}": name for name in SUBPACKAGES}},
     package_data={"hcp.config": ["*.toml", "profiles/*.toml", "calendar/*.toml", "mosquitto/*",
                                  "upstream/*.toml"],

@@ -13,7 +13,7 @@ from its secret key, stores the head, appends it to a heads file and publishes
 it retained, so a copy lives outside the database; only the public key is
 needed to check them. ``verify`` also fails when chain entries exist that no
 signed head covers, and when the schema's objects differ from what the
-migrations create (``hcp.collector.schema_check``).
+migrations create (``hcp.collector.store.schema_check``).
 
 Older chains still verify: per-row entries in ``chain`` (before m006), and
 version-1 blocks (m006), whose rows were hashed as SQLite's JSON text and
@@ -287,7 +287,7 @@ def heads(conn: sqlite3.Connection) -> list[Head]:
 
 def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: str | None = None) -> list[Problem]:
     """Every disagreement between the schema, the records, the chain and the heads (stored and ``trusted``)."""
-    from hcp.collector.schema_check import schema_problems
+    from hcp.collector.store.schema_check import schema_problems
 
     factory = conn.text_factory
     # An intruder may leave text that is not UTF-8; it must be reported, not crash the check.

@@ -22,7 +22,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hcp.collector.rules import CaseRow, judge, last_rating_day, service_keys
-from hcp.collector.store import DEFAULT_PREFIX, Store, _Claimer
+from hcp.collector.store import DEFAULT_PREFIX, Store
+from hcp.collector.store.core import _Claimer
 from hcp.domain import Channel, Intake, Kind, Outcome, china_date, utc_text
 
 #: Channels an operator or the phone page may enter; the window and defaults have their own paths.

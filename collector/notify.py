@@ -24,8 +24,8 @@ from hcp.collector.channels import Contacts
 from hcp.collector.exc import CollectorError
 from hcp.collector.retry_outbox import NOTIFICATIONS, Backoff, OutboxItem, Outcome, RetryOutbox
 from hcp.collector.rules import last_rating_day, service_keys
-from hcp.collector.schema_channels import move_cursor, read_cursor
 from hcp.collector.store import Store
+from hcp.collector.store.schema_channels import move_cursor, read_cursor
 from hcp.domain import Level, china_date, utc_text
 from hcp.ui.receipt import ReceiptMaker
 

@@ -4,7 +4,7 @@ Only ``hcp collector`` and ``hcp migrate`` create a database and its key
 (``create=True``); every other command opens what is there and refuses a
 missing file with one line naming it, so a typo in ``--data-dir`` is not
 answered with an empty database. The database records the policy it was made
-under (:mod:`hcp.collector.schema_meta`); a command given no policy uses that
+under (:mod:`hcp.collector.store.schema_meta`); a command given no policy uses that
 one, and a command given another region's policy is refused.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from hcp.collector.exc import NoStore, PolicyMismatch, StoreError
 from hcp.collector.pseudonym import load_or_create_key
-from hcp.collector.schema_meta import RecordedPolicy, record_policy, recorded_policy
 from hcp.collector.store import Store
+from hcp.collector.store.schema_meta import RecordedPolicy, record_policy, recorded_policy
 from hcp.config.policy import Profile
 from hcp.config.schema import CollectorConfig, PolicySection
 from hcp.db import transaction

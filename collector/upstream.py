@@ -24,8 +24,8 @@ from datetime import datetime
 from typing import Protocol
 
 from hcp.collector.retry_outbox import UPSTREAM, Backoff, OutboxItem, Outcome, RetryOutbox
-from hcp.collector.schema_channels import move_cursor, read_cursor
 from hcp.collector.store import Store
+from hcp.collector.store.schema_channels import move_cursor, read_cursor
 from hcp.collector.upstream_codes import CodeTable
 from hcp.collector.upstream_sign import Signer
 

@@ -14,11 +14,11 @@ import pytest
 
 from hcp.collector import chain, chain_rows
 from hcp.collector.lifecycle import Lifecycle
-from hcp.collector.schema import MIGRATIONS
-from hcp.collector.schema_chain import APPEND_ONLY as BLOCKS_APPEND_ONLY
-from hcp.collector.schema_chain_v2 import m009_chain_v2
-from hcp.collector.schema_lifecycle import APPEND_ONLY as LIFECYCLE_APPEND_ONLY
 from hcp.collector.store import Store
+from hcp.collector.store.schema import MIGRATIONS
+from hcp.collector.store.schema_chain import APPEND_ONLY as BLOCKS_APPEND_ONLY
+from hcp.collector.store.schema_chain_v2 import m009_chain_v2
+from hcp.collector.store.schema_lifecycle import APPEND_ONLY as LIFECYCLE_APPEND_ONLY
 from hcp.config.policy import load_profile
 from hcp.db import json_list, migrate, open_db
 from hcp.domain import now_cst

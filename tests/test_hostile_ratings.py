@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hcp.collector import store as store_module
 from hcp.collector.exc import MessageRefused
 from hcp.collector.service import Collector
 from hcp.collector.store import Store
+from hcp.collector.store import core as store_module
 from hcp.collector.triage import triage
 from hcp.config.policy import load_profile
 from hcp.config.schema import CollectorConfig

@@ -12,7 +12,7 @@ import pytest
 import sqlite_utils
 from psycopg import errors
 
-from hcp.collector.pg_schema import (
+from hcp.collector.store.pg_schema import (
     CLAIM_SQL,
     MIGRATIONS,
     READ_ONLY,
@@ -65,7 +65,7 @@ def test_migrations_apply_from_empty_then_a_second_run_does_nothing(pg_cluster, 
 
 
 def test_the_migrations_carry_the_sqlite_names():
-    from hcp.collector.schema import MIGRATIONS as SQLITE
+    from hcp.collector.store.schema import MIGRATIONS as SQLITE
 
     assert [step.name for step in MIGRATIONS] == [step.__name__ for step in SQLITE]
 
@@ -318,7 +318,7 @@ ORDER BY c.table_name, c.ordinal_position
 
 
 def _sqlite_db() -> sqlite_utils.Database:
-    from hcp.collector.schema import MIGRATIONS as SQLITE
+    from hcp.collector.store.schema import MIGRATIONS as SQLITE
     from hcp.db import migrate as migrate_sqlite
     from hcp.db import open_db
 

@@ -194,7 +194,7 @@ def remove_device(args: argparse.Namespace) -> int:
 
 
 def import_device(args: argparse.Namespace) -> int:
-    from hcp.collector.schema_meta import claim_request, request_digest
+    from hcp.collector.store.schema_meta import claim_request, request_digest
     from hcp.domain import now_cst
     from hcp.registration import verify_request
 

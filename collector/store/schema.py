@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from hcp.collector.schema_chain import m006_chain_blocks
-from hcp.collector.schema_chain_v2 import m009_chain_v2
-from hcp.collector.schema_channels import m005_channels
-from hcp.collector.schema_lifecycle import m004_lifecycle
-from hcp.collector.schema_meta import m008_store_meta
-from hcp.collector.schema_upstream import m007_upstream_fields
+from hcp.collector.store.schema_chain import m006_chain_blocks
+from hcp.collector.store.schema_chain_v2 import m009_chain_v2
+from hcp.collector.store.schema_channels import m005_channels
+from hcp.collector.store.schema_lifecycle import m004_lifecycle
+from hcp.collector.store.schema_meta import m008_store_meta
+from hcp.collector.store.schema_upstream import m007_upstream_fields
 from hcp.db import run_script
 
 _M001 = """

@@ -33,7 +33,7 @@ from hcp.collector.followup import open_followups, open_followups_for
 from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
-from hcp.collector.schema import MIGRATIONS
+from hcp.collector.store.schema import MIGRATIONS
 from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
 from hcp.db import json_list, migrate, open_db, transaction

@@ -27,7 +27,7 @@ def schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
 @cache
 def expected_objects() -> dict[tuple[str, str], str]:
     """The schema objects the collector's migrations create, from a scratch in-memory database."""
-    from hcp.collector.schema import MIGRATIONS
+    from hcp.collector.store.schema import MIGRATIONS
     from hcp.db import migrate, open_db
 
     db = open_db(":memory:")
