@@ -284,7 +284,7 @@ def test_a_failed_commit_is_retried_in_place_and_a_backlog_does_not_stall(setup,
     again = Collector(config)
     try:
         with caplog.at_level(logging.ERROR, logger="hcp.collector"), \
-                mock.patch("hcp.collector.store.seal", side_effect=seal_failing_for_a_while):
+                mock.patch("hcp.collector.store.core.seal", side_effect=seal_failing_for_a_while):
             again.start()
             answered = [outcomes(terminal.answer_on(T.ack("h1-w1"), timeout=20)) for _ in range(150)]
     finally:
