@@ -25,7 +25,6 @@ from hcp.collector.exc import CollectorError
 from hcp.collector.retry_outbox import NOTIFICATIONS, Backoff, OutboxItem, Outcome, RetryOutbox
 from hcp.collector.rules import last_rating_day, service_keys
 from hcp.collector.store import Store
-from hcp.collector.store.schema_channels import move_cursor, read_cursor
 from hcp.domain import Level, china_date, utc_text
 from hcp.ui.receipt import ReceiptMaker
 
@@ -110,13 +109,12 @@ class NotifyJob:
 
     def queue_alerts(self, now: datetime) -> int:
         """One alert per follow-up opened (every accepted 差评 by a person) since the last run."""
-        conn = self.store._conn
-        with self.store._unit():
-            last = read_cursor(conn, "notify-alerts")
-            rows = conn.execute("SELECT id, rating_id FROM followups WHERE id > ? ORDER BY id", (last,)).fetchall()
+        store = self.store
+        with store.unit():
+            rows = store.followups_opened_after(store.read_cursor("notify-alerts"))
             queued = self.outbox.enqueue([(f"alert:{rid}", "alert", rid) for _id, rid in rows], now)
             if rows:
-                move_cursor(conn, "notify-alerts", rows[-1][0])
+                store.move_cursor("notify-alerts", rows[-1][0])
         return queued
 
     def queue_reminders(self, now: datetime) -> int:
@@ -125,9 +123,8 @@ class NotifyJob:
         if hours is None or not {"sms", "message"} & set(self.profile.reminder_channels):
             return 0
         cutoff = utc_text(now - timedelta(hours=hours))
-        with self.store._unit():
-            due = [row for row in self.store._conn.execute(_UNREMINDED, (cutoff,)).fetchall()
-                   if self._unrated(row, now)]
+        with self.store.unit():
+            due = [row for row in self.store.unreminded_cases(cutoff) if self._unrated(row, now)]
             return self.outbox.enqueue([(f"reminder:{row[0]}", "reminder", row[0]) for row in due], now)
 
     def _unrated(self, row: tuple, now: datetime) -> bool:
@@ -136,7 +133,7 @@ class NotifyJob:
         if last is not None and china_date(now) > last:
             return False
         keys = service_keys([_KeyRow(case_id, batch_id)], self.profile)  # type: ignore[list-item]
-        return not self.store._claims(keys)
+        return not self.store.claims(keys)
 
     # -- sending ---------------------------------------------------------------
 
@@ -162,7 +159,7 @@ class NotifyJob:
 
     def _reminder(self, case_id: str, now: datetime) -> tuple[str, str] | None:
         phone = self.contacts.phone(case_id)
-        row = self.store._cases([case_id]).get(case_id)
+        row = self.store.cases([case_id]).get(case_id)
         if phone is None or row is None or not self._unrated((case_id, row.batch_id, row.completed_at), now):
             return None
         hall = (self.settings.hall_names or {}).get(row.hall_id, "政务服务大厅")
@@ -170,9 +167,7 @@ class NotifyJob:
         return phone, f"【好差评】您在{hall}办理的“{row.item_name}”尚未评价，欢迎点击链接评价{link}"
 
     def _alert(self, rating_id: str) -> tuple[str, str] | None:
-        row = self.store._conn.execute(
-            "SELECT r.hall_id, r.window_id, r.score, r.channel, f.contact_due FROM ratings r JOIN followups f "
-            "USING (rating_id) WHERE r.rating_id = ?", (rating_id,)).fetchone()
+        row = self.store.alert_facts(rating_id)
         phone = self.settings.duty_managers.get(row[0]) if row else None
         if phone is None:
             return None
@@ -188,14 +183,6 @@ class NotifyJob:
 class _KeyRow:
     case_id: str
     batch_id: str | None
-
-
-_UNREMINDED = """
-SELECT c.case_id, c.batch_id, c.completed_at FROM case_contacts k JOIN cases c USING (case_id)
-WHERE c.completed_at <= ? AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.key = 'reminder:' || c.case_id)
-ORDER BY c.completed_at
-"""
-
 
 
 def _cst(stored: str) -> str:

@@ -14,10 +14,10 @@ pending record that is not yet due, or that failed and waits for its retry,
 holds back every later one (the platform must see a rating before its
 exclusion). An unordered one sends whatever is due.
 
-Each user keeps its own table, as created by ``m005_channels``
-(``notifications``, ``upstream_outbox``): an :class:`OutboxTable` names its
-columns and final status, so databases written before this module read and
-carry on the same. All SQL of both outboxes is in this module.
+Each user keeps its own table (``notifications``, ``upstream_outbox``),
+named by an :class:`~hcp.collector.store.outboxes.OutboxTable`; the SQL of
+both is in the storage layer (:mod:`hcp.collector.store.outboxes`), this
+module is the policy.
 """
 
 from __future__ import annotations
@@ -30,39 +30,14 @@ from itertools import takewhile
 from typing import NamedTuple
 
 from hcp.collector.store import Store
+from hcp.collector.store.outboxes import NOTIFICATIONS, PENDING, SENT, UPSTREAM, OutboxItem, OutboxTable
 from hcp.domain import utc_text
 from hcp.retry import backoff_delay
 
 log = logging.getLogger("hcp.collector.retry_outbox")
 
-PENDING, SENT = "pending", "sent"
-
-
-@dataclass(frozen=True)
-class OutboxTable:
-    """Where one outbox lives: its table and key, what a record carries, and the words of its final states."""
-
-    name: str
-    key: str
-    fields: tuple[str, ...]  # the columns :meth:`RetryOutbox.enqueue` fills after the key
-    given_up: str  # the status of a record given up
-    reason: str  # the column a final answer's detail goes to
-    sent_at: str  # the column stamped when a record is sent
-    given_up_at: str | None  # the column stamped when one is given up; None: none is
-    label: str  # how log lines name a record
-    sent_level: int = logging.INFO  # the log level of a record sent
-    retry_level: int = logging.WARNING  # and of one to be tried again
-
-    @property
-    def statuses(self) -> tuple[str, str, str]:
-        return PENDING, SENT, self.given_up
-
-
-NOTIFICATIONS = OutboxTable("notifications", "key", ("kind", "subject"), "failed", "last_error", "sent_at", None,
-                            "notification")
-# Every rating goes upstream: a line for each one sent would drown the log.
-UPSTREAM = OutboxTable("upstream_outbox", "record_id", ("kind", "payload"), "rejected", "reason", "done_at",
-                       "done_at", "upstream record", sent_level=logging.DEBUG, retry_level=logging.INFO)
+__all__ = ["NOTIFICATIONS", "PENDING", "SENT", "UPSTREAM", "Backoff", "Drained", "OutboxItem", "OutboxTable",
+           "Outcome", "RetryOutbox"]
 
 
 @dataclass(frozen=True)
@@ -76,16 +51,6 @@ class Backoff:
     def delay(self, failures: int) -> float:
         """The wait after a record's ``failures``-th failure (1 = the first: ``base_s``)."""
         return backoff_delay(max(failures - 1, 0), self.base_s, self.cap_s)
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """A pending record as read from its table."""
-
-    key: str
-    values: dict[str, str]  # the table's fields
-    attempts: int
-    next_at: str
 
 
 @dataclass(frozen=True)
@@ -132,27 +97,14 @@ class RetryOutbox:
 
     def enqueue(self, rows: Sequence[tuple], now: datetime) -> int:
         """Queue ``(key, *fields)`` rows, due at once; a key already queued is left as it is. How many were new."""
-        t, at = self.table, utc_text(now)
-        columns = ", ".join((t.key, *t.fields))
-        marks = ", ".join("?" * (1 + len(t.fields)))
-        conn = self.store._conn
-        with self.store._unit():
-            before = conn.total_changes
-            conn.executemany(f"INSERT OR IGNORE INTO {t.name} ({columns}, status, next_at, created_at) "
-                             f"VALUES ({marks}, '{PENDING}', ?, ?)", [(*row, at, at) for row in rows])
-            return conn.total_changes - before
+        return self.store.enqueue_outbox(self.table, rows, utc_text(now))
 
     # -- delivering ------------------------------------------------------------
 
     def due(self, now: datetime) -> list[OutboxItem]:
         """The pending records to try now, oldest first; in an ordered outbox, none after one not yet due."""
-        t, at = self.table, utc_text(now)
-        when = "" if self.ordered else "AND next_at <= ? "
-        rows = self.store._conn.execute(
-            f"SELECT {t.key}, attempts, next_at, {', '.join(t.fields)} FROM {t.name} WHERE status = '{PENDING}' "
-            f"{when}ORDER BY created_at, rowid LIMIT ?", (() if self.ordered else (at,)) + (self.batch,)).fetchall()
-        items = [OutboxItem(key, dict(zip(t.fields, rest, strict=True)), attempts, next_at)
-                 for key, attempts, next_at, *rest in rows]
+        at = utc_text(now)
+        items = self.store.pending_outbox_records(self.table, self.batch, None if self.ordered else at)
         return list(takewhile(lambda item: item.next_at <= at, items))
 
     def drain(self, now: datetime, attempt: Callable[[OutboxItem], Outcome], *,
@@ -193,31 +145,18 @@ class RetryOutbox:
         return status
 
     def _retry_later(self, key: str, attempts: int, error: str, now: datetime) -> None:
-        t, next_at = self.table, utc_text(now + timedelta(seconds=self.backoff.delay(attempts)))
-        with self.store._unit():
-            self.store._conn.execute(f"UPDATE {t.name} SET attempts = ?, last_error = ?, next_at = ? WHERE {t.key} = ?",
-                                     (attempts, error, next_at, key))
+        next_at = utc_text(now + timedelta(seconds=self.backoff.delay(attempts)))
+        self.store.retry_outbox_record_later(self.table, key, attempts, error, next_at)
 
     def _finish(self, key: str, status: str, attempts: int, detail: str, now: datetime) -> None:
-        t = self.table
-        stamp = t.sent_at if status == SENT else t.given_up_at
-        stamped = f", {stamp} = ?" if stamp else ""
-        values = (status, attempts, detail, *((utc_text(now),) if stamp else ()), key)
-        with self.store._unit():
-            self.store._conn.execute(f"UPDATE {t.name} SET status = ?, attempts = ?, {t.reason} = ?{stamped} "
-                                     f"WHERE {t.key} = ?", values)
+        self.store.finish_outbox_record(self.table, key, status, attempts, detail, utc_text(now))
 
     # -- reporting -------------------------------------------------------------
 
     def statuses(self) -> dict[str, int]:
         """How many records are pending, sent, given up (under the table's own words)."""
-        counts = dict.fromkeys(self.table.statuses, 0)
-        counts.update(self.store._conn.execute(f"SELECT status, count(*) FROM {self.table.name} GROUP BY 1"))
-        return counts
+        return self.store.outbox_statuses(self.table)
 
     def given_up_records(self) -> list[tuple[str, str]]:
         """``(key, reason)`` of every record given up, the earliest first."""
-        t = self.table
-        order = f"{t.given_up_at}, rowid" if t.given_up_at else "rowid"
-        return self.store._conn.execute(f"SELECT {t.key}, {t.reason} FROM {t.name} WHERE status = ? ORDER BY {order}",
-                                        (t.given_up,)).fetchall()
+        return self.store.given_up_outbox_records(self.table)

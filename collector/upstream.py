@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from hcp.collector.retry_outbox import UPSTREAM, Backoff, OutboxItem, Outcome, RetryOutbox
 from hcp.collector.store import Store
-from hcp.collector.store.schema_channels import move_cursor, read_cursor
 from hcp.collector.upstream_codes import CodeTable
 from hcp.collector.upstream_sign import Signer
 
@@ -133,7 +133,6 @@ class Forwarder:
         self.adapter = adapter
         self.backoff = backoff or Backoff()
         self.batch = batch
-        self._conn = store._conn
         self.outbox = RetryOutbox(store, UPSTREAM, self.backoff, ordered=True, batch=batch)
 
     def run(self, now: datetime) -> ForwardRun:
@@ -147,15 +146,15 @@ class Forwarder:
 
     def queue(self, now: datetime) -> int:
         """Move every new record after its cursor into the outbox; returns how many were queued."""
-        with self.store._unit():
+        store = self.store
+        with store.unit():
             made = 0
-            for name, query, build in _SOURCES:
-                last = read_cursor(self._conn, name)
-                rows = self._conn.execute(query, (last,)).fetchall()
-                records = [build(self._conn, row) for row in rows]
+            for name, fetch, build in _SOURCES:
+                rows = fetch(store, store.read_cursor(name))
+                records = [build(store, row) for row in rows]
                 made += self._insert([r for r in records if r is not None], now)
                 if rows:
-                    move_cursor(self._conn, name, rows[-1][0])
+                    store.move_cursor(name, rows[-1][0])
         return made
 
     def _insert(self, records: list[dict], now: datetime) -> int:
@@ -192,62 +191,36 @@ def _payload(item: OutboxItem) -> dict:
 
 # -- the record sources ----------------------------------------------------------
 
-_RATING_COLUMNS = ("r.rating_id, r.kind, r.channel, r.score, r.reasons, r.rated_at, r.case_ids, r.item_code, "
-                   "r.hall_id, r.window_id, r.clerk_id, t.text")
 
-
-def _rating(conn, row: tuple) -> dict:
+def _rating(store: Store, row: tuple) -> dict:
     (_order, rating_id, kind, channel, score, reasons, rated_at, case_ids, item_code, hall_id, window_id, clerk_id,
      text) = row
     return {"id": rating_id, "record_type": "rating", "rating_id": rating_id, "kind": kind, "channel": channel,
             "score": score, "reasons": json.loads(reasons), "text": text or "", "rated_at": rated_at,
             "case_ids": json.loads(case_ids), "item_code": item_code, "hall_id": hall_id, "window_id": window_id,
-            "clerk_id": clerk_id, "case_details": _case_details(conn, rating_id, json.loads(case_ids))}
+            "clerk_id": clerk_id, "case_details": store.upstream_case_details(rating_id, json.loads(case_ids))}
 
 
-_CASE_DETAILS = ("case_id", "item_code", "item_name", "clerk_id", "completed_at", "dept_code", "handle_item_code",
-                 "clerk_name", "accepted_at", "promised_days", "area_code", "applicant_type")
+def _accepted_later(store: Store, row: tuple) -> dict:
+    return _rating(store, store.upstream_rating(row[0], row[1]))
 
 
-def _case_details(conn, rating_id: str, case_ids: list[str]) -> list[dict]:
-    """What the presets' formats send of each rated case (a clerk-button rating's case is its link)."""
-    if not case_ids:
-        case_ids = [r[0] for r in conn.execute("SELECT case_id FROM rating_links WHERE rating_id = ?", (rating_id,))]
-    marks = ", ".join("?" * len(case_ids))
-    rows = conn.execute(f"SELECT c.{', '.join(_CASE_DETAILS)} FROM cases c LEFT JOIN case_upstream u USING "
-                        f"(case_id) WHERE c.case_id IN ({marks})", case_ids).fetchall()
-    order = {case_id: n for n, case_id in enumerate(case_ids)}
-    return sorted((dict(zip(_CASE_DETAILS, row, strict=True)) for row in rows), key=lambda d: order[d["case_id"]])
-
-
-def _accepted_later(conn, row: tuple) -> dict:
-    full = conn.execute(f"SELECT ?, {_RATING_COLUMNS} FROM ratings r LEFT JOIN rating_texts t USING (rating_id) "
-                        "WHERE r.rating_id = ?", (row[0], row[1])).fetchone()
-    return _rating(conn, full)
-
-
-def _exclusion(conn, row: tuple) -> dict:
+def _exclusion(store: Store, row: tuple) -> dict:
     number, rating_id, kind, decided_at, reason = row
     return {"id": f"exclusion:{number}", "record_type": "exclusion", "rating_id": rating_id, "decision": kind,
             "decision_reason": reason, "decided_at": decided_at}
 
 
-def _appeal_decision(conn, row: tuple) -> dict:
+def _appeal_decision(store: Store, row: tuple) -> dict:
     number, rating_id, upheld, decided_at, reason = row
     return {"id": f"appeal-decision:{number}", "record_type": "appeal-decision", "rating_id": rating_id,
             "decision": "upheld" if upheld else "dismissed", "decision_reason": reason, "decided_at": decided_at}
 
 
-_SOURCES = (
-    ("upstream-ratings", f"SELECT r.rowid, {_RATING_COLUMNS} FROM ratings r LEFT JOIN rating_texts t "
-                         "USING (rating_id) WHERE r.rowid > ? AND r.ack_outcome = 'accepted' ORDER BY r.rowid",
-     _rating),
-    ("upstream-decisions", "SELECT d.id, d.rating_id FROM rating_decisions d JOIN ratings r USING (rating_id) "
-                           "WHERE d.id > ? AND d.outcome = 'accepted' AND r.ack_outcome != 'accepted' ORDER BY d.id",
-     _accepted_later),
-    ("upstream-exclusions", "SELECT id, rating_id, kind, decided_at, reason FROM exclusions WHERE id > ? ORDER BY id",
-     _exclusion),
-    ("upstream-appeals", "SELECT d.id, a.rating_id, d.upheld, d.decided_at, d.reason FROM appeal_decisions d "
-                         "JOIN appeals a ON a.id = d.appeal_id WHERE d.id > ? ORDER BY d.id", _appeal_decision),
+#: Each scanner: its cursor's name, what it reads after the cursor (first column: the new cursor), the record.
+_SOURCES: tuple[tuple[str, Callable[[Store, int], list], Callable[[Store, tuple], dict]], ...] = (
+    ("upstream-ratings", Store.upstream_ratings_after, _rating),
+    ("upstream-decisions", Store.upstream_acceptances_after, _accepted_later),
+    ("upstream-exclusions", Store.upstream_exclusions_after, _exclusion),
+    ("upstream-appeals", Store.upstream_appeal_decisions_after, _appeal_decision),
 )
-

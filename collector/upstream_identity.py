@@ -14,7 +14,6 @@ never store them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -45,41 +44,33 @@ class Identities:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._cipher = AESGCM(hashlib.sha256(b"hcp-rater-identity\0" + store._key).digest())
+        self._cipher = AESGCM(store.sealing_key("hcp-rater-identity"))
 
     def keep(self, cases: Sequence[CaseRecord], results: Sequence[CaseResult], now: datetime) -> int:
         """Seal the identity of every case just stored that carries a certificate number and a name."""
         stored = {r.case_id for r in results if r.outcome == "stored"}
         rows = [(c.case_id, self._seal(c.case_id, Identity(c.applicant_id, c.applicant_name)), utc_text(now))
                 for c in cases if c.case_id in stored and c.applicant_id and c.applicant_name]
-        with self.store._unit():
-            before = self.store._conn.total_changes
-            self.store._conn.executemany("INSERT OR IGNORE INTO rater_identities (case_id, sealed, kept_at) "
-                                         "VALUES (?, ?, ?)", rows)
-            return self.store._conn.total_changes - before
+        return self.store.keep_sealed_identities(rows)
 
     def get(self, case_id: str) -> Identity | None:
         """The identity kept for ``case_id``, or None (also when it does not decrypt)."""
-        row = self.store._conn.execute("SELECT sealed FROM rater_identities WHERE case_id = ?",
-                                       (case_id,)).fetchone()
-        if row is None:
+        sealed = self.store.sealed_identity(case_id)
+        if sealed is None:
             return None
         try:
-            data = json.loads(self._cipher.decrypt(row[0][:12], row[0][12:], case_id.encode()))
+            data = json.loads(self._cipher.decrypt(sealed[:12], sealed[12:], case_id.encode()))
         except InvalidTag:
             return None
         return Identity(data["cert"], data["name"])
 
     def finished(self, case_ids: Sequence[str], done_at: datetime, retention: timedelta) -> None:
         """The platform's answer on the rating of ``case_ids`` is final: erase their identities after retention."""
-        self.store._conn.executemany("UPDATE rater_identities SET erase_after = ? WHERE case_id = ? AND "
-                                     "erase_after IS NULL", [(utc_text(done_at + retention), c) for c in case_ids])
+        self.store.schedule_identity_erasure([(utc_text(done_at + retention), c) for c in case_ids])
 
     def erase_due(self, now: datetime, max_age: timedelta) -> int:
         """Delete the identities whose retention has passed, and those kept longer than ``max_age``; how many."""
-        with self.store._unit():
-            return self.store._conn.execute("DELETE FROM rater_identities WHERE erase_after <= ? OR kept_at <= ?",
-                                            (utc_text(now), utc_text(now - max_age))).rowcount
+        return self.store.erase_identities(utc_text(now), utc_text(now - max_age))
 
     def _seal(self, case_id: str, identity: Identity) -> bytes:
         nonce = os.urandom(12)

@@ -33,6 +33,8 @@ from hcp.collector.followup import open_followups, open_followups_for
 from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
+from hcp.collector.store.identities import IdentityQueries
+from hcp.collector.store.outboxes import OutboxQueries
 from hcp.collector.store.schema import MIGRATIONS
 from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
@@ -89,7 +91,7 @@ class WindowCount:
         return self.good + self.neutral + self.bad
 
 
-class Store:
+class Store(OutboxQueries, IdentityQueries):
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
     def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,
@@ -211,6 +213,9 @@ class Store:
         else:
             with self.batch():
                 yield
+
+    #: One unit of work, public: a savepoint inside :meth:`batch`, else a transaction of its own.
+    unit = _unit
 
     # -- devices ------------------------------------------------------------
 
@@ -338,6 +343,11 @@ class Store:
         rows = self._conn.execute("SELECT unit_key, rating_id FROM rating_claims WHERE unit_key IN "
                                   "(SELECT value FROM json_each(?))", (json_list(keys),))
         return dict(rows.fetchall())
+
+    #: Public names of the two lookups the channels, lifecycle and notifier share:
+    #: the stored case records by id, and the rating id holding each claimed unit key.
+    cases = _cases
+    claims = _claims
 
     def _write_claims(self, claims: Sequence[tuple[str, str]]) -> None:
         # A plain INSERT, no ON CONFLICT: the verdicts were made on a snapshot,

@@ -11,8 +11,6 @@ happen once, whichever process or restart tries again.
 
 from __future__ import annotations
 
-import sqlite3
-
 import sqlite_utils
 
 from hcp.db import make_append_only, run_script
@@ -64,14 +62,3 @@ def m005_channels(db: sqlite_utils.Database) -> None:
     run_script(db, _SQL)
     make_append_only(db, ("rating_texts",))
 
-
-def read_cursor(conn: sqlite3.Connection, name: str) -> int:
-    """How far the scanner ``name`` has read (0 when it never ran)."""
-    row = conn.execute("SELECT last FROM channel_cursors WHERE name = ?", (name,)).fetchone()
-    return row[0] if row else 0
-
-
-def move_cursor(conn: sqlite3.Connection, name: str, last: int) -> None:
-    """Record that ``name`` has read up to ``last``; call in the transaction that used what it read."""
-    conn.execute("INSERT INTO channel_cursors (name, last) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
-                 "last = excluded.last", (name, last))
