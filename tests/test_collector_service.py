@@ -14,10 +14,10 @@ from unittest import mock
 
 import pytest
 
-from hcp.collector import chain as seal_module
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.service import Collector
 from hcp.collector.store import Store
+from hcp.collector.store import chain as seal_module
 from hcp.config.schema import ChainSection, CollectorConfig
 from hcp.domain import CST
 from hcp.protocol import Topics
@@ -284,7 +284,7 @@ def test_a_failed_commit_is_retried_in_place_and_a_backlog_does_not_stall(setup,
     again = Collector(config)
     try:
         with caplog.at_level(logging.ERROR, logger="hcp.collector"), \
-                mock.patch("hcp.collector.store.seal", side_effect=seal_failing_for_a_while):
+                mock.patch("hcp.collector.store.core.seal", side_effect=seal_failing_for_a_while):
             again.start()
             answered = [outcomes(terminal.answer_on(T.ack("h1-w1"), timeout=20)) for _ in range(150)]
     finally:

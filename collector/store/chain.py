@@ -3,7 +3,7 @@
 Every committed transaction ends by *sealing*: the record rows it inserted
 (found by rowid range, or queued in ``chain_queue`` for tables without a
 rowid) become one block per table in ``chain_blocks``, holding every row's name and the SHA-256 of its canonical
-bytes (``hcp.collector.chain_rows``: built in Python, the same on every
+bytes (``hcp.collector.store.chain_rows``: built in Python, the same on every
 engine), and a link, the SHA-256 of the previous link, the block's place and
 its content. Editing a row changes its hash; deleting or inserting one leaves
 a name without a row or a row without a name; on SQLite, reordering breaks the
@@ -35,8 +35,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hcp.collector.chain_rows import TABLES, VERSION, Chained, row_digest, row_digests
-from hcp.collector.chain_rows import block_link as block_link_v2
+from hcp.collector.store.chain_rows import TABLES, VERSION, Chained, row_digest, row_digests
+from hcp.collector.store.chain_rows import block_link as block_link_v2
 from hcp.db import json_list
 
 #: The tables the chain covers with the column that names a row (``chain_rows.TABLES``), in sealing order.
