@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hcp.collector import chain
 from hcp.collector.exc import NotFound, Refused
 from hcp.collector.followup import FOLLOWUP_QUERY, STEPS, FollowUp, step_problem
 from hcp.collector.rules import service_keys
 from hcp.collector.store import DEFAULT_PREFIX, Store
+from hcp.collector.store.chain import Head, Problem
 from hcp.collector.workdays import day_start
 from hcp.domain import Channel, Level, china_date, utc_text
 
@@ -332,17 +332,16 @@ class Lifecycle:
 
     # -- tamper evidence ----------------------------------------------------
 
-    def sign_head(self, now: datetime) -> chain.Head | None:
+    def sign_head(self, now: datetime) -> Head | None:
         """Sign the chain head, store it and append it to the heads file (the collector does this periodically)."""
         return self.store.sign_head(now)
 
-    def verify(self, trusted: list[chain.Head] = ()) -> list[chain.Problem]:
-        """Every place the records, the chain and the signed heads disagree."""
-        return chain.verify(self._conn, trusted=list(trusted),
-                            public_key=chain.public_hex(chain.signing_key(self.store._key)))
+    def verify(self, trusted: list[Head] = ()) -> list[Problem]:
+        """Every place the records, the chain and the signed heads disagree; heads must carry the store's key."""
+        return self.store.verify_chain(trusted, public_key=self.store.chain_public_key)
 
-    def heads(self) -> list[chain.Head]:
-        return chain.heads(self._conn)
+    def heads(self) -> list[Head]:
+        return self.store.heads()
 
 
 class _KeyRow:

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from hcp.collector.chain import head_json as chain_head_json
 from hcp.collector.channels import Contacts
-from hcp.collector.exc import MessageRefused
+from hcp.collector.exc import MessageRefused, StoreError
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.sealing import SealKey, open_cases, seal_key_path
 from hcp.collector.store import Answer, Store
+from hcp.collector.store.chain import head_json as chain_head_json
 from hcp.collector.triage import triage
 from hcp.collector.upstream_identity import Identities
 from hcp.config.policy import Profile
@@ -229,8 +229,8 @@ class Collector:
         try:
             head = self._store.sign_head(now_cst())
             if head is None and publish_last:
-                head = next(iter(Lifecycle(self._store).heads()[-1:]), None)
-        except (sqlite3.Error, OSError) as err:
+                head = next(iter(self._store.heads()[-1:]), None)
+        except (StoreError, OSError) as err:
             log.error("could not sign the chain head: %s; trying again in %s s", err,
                       self.config.chain.sign_interval_s)
             return

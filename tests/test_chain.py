@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import random
 import re
 import shutil
 import sqlite3
 import threading
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
-from hcp.collector import chain, chain_rows
+from hcp.collector.exc import StoreError
 from hcp.collector.lifecycle import Lifecycle
-from hcp.collector.store import Store
+from hcp.collector.store import Store, chain, chain_rows
 from hcp.collector.store.schema import MIGRATIONS
 from hcp.collector.store.schema_chain import APPEND_ONLY as BLOCKS_APPEND_ONLY
+from hcp.collector.store.schema_chain_v2 import APPEND_ONLY as V2_APPEND_ONLY
 from hcp.collector.store.schema_chain_v2 import m009_chain_v2
 from hcp.collector.store.schema_lifecycle import APPEND_ONLY as LIFECYCLE_APPEND_ONLY
 from hcp.config.policy import load_profile
@@ -26,7 +30,7 @@ from hcp.protocol import CaseRecord, Rating, RatingMessage
 from tests.test_lifecycle import KEY, play_month, t
 
 ROOT = Path(__file__).resolve().parents[1]
-APPEND_ONLY = LIFECYCLE_APPEND_ONLY + BLOCKS_APPEND_ONLY
+APPEND_ONLY = LIFECYCLE_APPEND_ONLY + BLOCKS_APPEND_ONLY + V2_APPEND_ONLY
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +76,7 @@ def test_records_cannot_be_updated_or_deleted(month_db, table):
 
 def test_no_code_updates_or_deletes_a_record():
     pattern = re.compile(rf"\b(UPDATE|DELETE\s+FROM|REPLACE\s+INTO)\s+({'|'.join(APPEND_ONLY)})\b", re.I)
-    for path in (ROOT / "collector").glob("*.py"):
+    for path in (ROOT / "collector").rglob("*.py"):  # the storage layer (collector/store/) above all
         assert not pattern.search(path.read_text("utf-8")), f"{path.name} changes a record in place"
 
 
@@ -291,6 +295,43 @@ def test_chains_of_earlier_collectors_still_verify_and_version_2_continues_them(
     assert [p.split(" (")[0] for p in problems] == [
         "cases C1: edited since it was recorded", "ratings 0190a0b0-0000-7000-8000-000000000009: edited since it was "
         "recorded", "ratings r0: edited since it was recorded", "ratings r2: edited since it was recorded"]
+
+
+def test_the_store_signs_lists_exports_and_verifies_its_heads(month_db, tmp_path):
+    path, heads_file = tmp_path / "c.sqlite", tmp_path / "anchor" / "heads.jsonl"
+    shutil.copy(month_db, path)
+    with Store.open(path, load_profile("ordos"), KEY, heads_file=heads_file) as store:
+        assert store.sign_head(t(31)) is None  # nothing new since the fixture signed
+        store.register_device("h1-w9", "h1", "w9")
+        head = store.sign_head(t(1, month=6))
+        assert head is not None and store.heads()[-1] == head and len(store.heads()) == 2
+        assert heads_file.read_text("utf-8") == chain.head_json(head) + "\n"
+        exported = io.StringIO()
+        assert store.export_heads(exported) == 2
+        assert exported.getvalue().splitlines() == [chain.head_json(h) for h in store.heads()]
+        assert store.chain_public_key == head.public_key == chain.public_hex(chain.signing_key(KEY))
+        assert store.verify_chain(chain.read_heads(heads_file), public_key=store.chain_public_key) == []
+        stranger = Store.open(tmp_path / "other.sqlite", load_profile("ordos"), b"k" * 32)
+        with stranger:
+            problems = [p.what for p in store.verify_chain(public_key=stranger.chain_public_key)]
+        assert problems[:2] == ["signed by another key than the collector's"] * 2  # so they cover nothing:
+        assert problems[2].startswith("covered by no signed head") and len(problems) == 3
+
+
+def test_a_database_failure_while_signing_is_a_store_error_and_closing_logs_it(month_db, tmp_path, caplog):
+    path = tmp_path / "c.sqlite"
+    shutil.copy(month_db, path)
+    full = sqlite3.OperationalError("database or disk is full")
+    with Store.open(path, load_profile("ordos"), KEY) as store:
+        store.register_device("h1-w9", "h1", "w9")
+        with mock.patch("hcp.collector.store.chain.sign_head", side_effect=full), \
+                caplog.at_level(logging.ERROR, logger="hcp.collector.store"):
+            with pytest.raises(StoreError) as raised:
+                store.sign_head(t(1, month=6))
+            assert str(raised.value) == "cannot sign the chain head: the database says database or disk is full"
+            store.close()  # a clean close signs what it sealed: its failure is logged, not raised
+    assert "could not sign the chain head on closing: cannot sign the chain head: the database says database or " \
+           "disk is full" in caplog.text
 
 
 # ---- the version-2 definition ----------------------------------------------------------------------------------

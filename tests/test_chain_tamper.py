@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from hcp.cli import main
-from hcp.collector import chain
 from hcp.collector.channels import Contacts
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
-from hcp.collector.store import Store
+from hcp.collector.store import Store, chain
 from hcp.config.policy import load_profile
 from hcp.db import open_db
 from hcp.domain import now_cst

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from hcp.collector.chain import verify
 from hcp.collector.channels import Channels, Contacts, Entry
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.notify import HttpSmsGateway, NotifyJob, NotifySettings
+from hcp.collector.store.chain import verify
 from hcp.collector.web import PageSettings, RatingPage
 from hcp.domain import Channel, Intake, Kind
 from hcp.ui.receipt import ReceiptMaker, make_token

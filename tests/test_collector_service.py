@@ -14,10 +14,10 @@ from unittest import mock
 
 import pytest
 
-from hcp.collector import chain as seal_module
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.service import Collector
 from hcp.collector.store import Store
+from hcp.collector.store import chain as seal_module
 from hcp.config.schema import ChainSection, CollectorConfig
 from hcp.domain import CST
 from hcp.protocol import Topics

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
+from unittest import mock
 
 import pytest
 
@@ -64,6 +66,15 @@ def test_stats_chart_disclosure_and_verify(tmp_path, capsys):
     assert main(["chain", "heads", "-o", str(tmp_path / "heads.jsonl"), *db]) == 0
     assert main(["verify", "--heads", str(tmp_path / "heads.jsonl"), *db]) == 0
     assert main(["stats", "--by", "nonsense", *db]) == 2
+
+
+def test_a_database_failure_while_signing_is_one_line(tmp_path, capsys):
+    _month(tmp_path)
+    db = ["--data-dir", str(tmp_path), "--policy", "ordos"]
+    with mock.patch("hcp.collector.store.chain.sign_head", side_effect=sqlite3.OperationalError("disk I/O error")):
+        assert main(["chain", "sign", *db]) == 2
+    err = capsys.readouterr().err
+    assert "cannot sign the chain head: the database says disk I/O error" in err and err.count("\n") == 1
 
 
 def test_people_read_china_time_and_aligned_columns(tmp_path, capsys):

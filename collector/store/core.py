@@ -25,14 +25,14 @@ from pathlib import Path
 
 import sqlite_utils
 
-from hcp.collector import chain
-from hcp.collector.chain import seal
 from hcp.collector.exc import MessageRefused, StoreError, UnknownDevice
 from hcp.collector.fleet import clock_reference, fleet_rows, placed_at, record_fleet_status
 from hcp.collector.followup import open_followups, open_followups_for
 from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
+from hcp.collector.store.chain import seal
+from hcp.collector.store.chain_api import ChainQueries
 from hcp.collector.store.identities import IdentityQueries
 from hcp.collector.store.outboxes import OutboxQueries
 from hcp.collector.store.schema import MIGRATIONS
@@ -91,7 +91,7 @@ class WindowCount:
         return self.good + self.neutral + self.bad
 
 
-class Store(OutboxQueries, IdentityQueries):
+class Store(ChainQueries, OutboxQueries, IdentityQueries):
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
     def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,
@@ -127,28 +127,6 @@ class Store(OutboxQueries, IdentityQueries):
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is not None:
             conn.close()
-
-    def sign_head(self, now: datetime) -> chain.Head | None:
-        """Sign the chain head, store it and append it to the heads file; None when nothing new to sign."""
-        with self._unit():
-            head = chain.sign_head(self._conn, self._key, now)
-        self._unsigned = False
-        if head is not None and self.heads_file is not None:
-            chain.append_head(self.heads_file, head)
-        return head
-
-    def _sign_quietly(self) -> None:
-        """Sign what this store sealed (on a clean close, after a migration), logging a failure.
-
-        Only what it sealed: a store opened to read (``hcp verify``) must not
-        sign over heads an intruder deleted.
-        """
-        if self._conn.in_transaction:
-            return  # closing in the middle of a failed transaction: it is rolled back, nothing to sign
-        try:
-            self.sign_head(now_cst())
-        except (sqlite3.Error, OSError) as err:
-            log.error("could not sign the chain head on closing: %s", err)
 
     def __enter__(self) -> Store:
         return self

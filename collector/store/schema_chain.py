@@ -1,4 +1,4 @@
-"""The hash chain in blocks (hcp.collector.chain): one entry per table per commit, not per row.
+"""The hash chain in blocks (hcp.collector.store.chain): one entry per table per commit, not per row.
 
 Migration m004 chained every record row with an entry of its own: three
 b-tree inserts per row, a third of the collector's time on a backlog. From

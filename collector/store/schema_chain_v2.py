@@ -1,4 +1,4 @@
-"""The complete, engine-neutral hash chain (hcp.collector.chain, version 2).
+"""The complete, engine-neutral hash chain (hcp.collector.store.chain, version 2).
 
 Before this migration the chain sealed each table's rows by rowid range and
 hashed SQLite's own JSON text of a row, and it left out the case records, the
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
-from hcp.collector.chain_rows import TABLES
+from hcp.collector.store.chain_rows import TABLES
 from hcp.db import make_append_only, run_script
 
 _SQL = """
@@ -59,7 +59,7 @@ APPEND_ONLY = ("device_events", "cases", "rating_claims")
 
 def m009_chain_v2(db: sqlite_utils.Database) -> None:
     """Chain every record table through a queue, registrations as events; seal what is already there."""
-    from hcp.collector.chain import seal
+    from hcp.collector.store.chain import seal
 
     run_script(db, _SQL)
     for spec in (spec for spec in TABLES if not spec.rowid):

@@ -15,6 +15,7 @@ import sqlite3
 from functools import cache
 
 _WHITESPACE = re.compile(r"\s+")
+# sqlite-only: sqlite_master (PostgreSQL: pg_catalog / information_schema)
 _OBJECTS = ("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
             "ORDER BY type, name")
 

@@ -459,7 +459,7 @@ def _register_verify(subparsers: Sub) -> None:
 
 def verify(args: argparse.Namespace) -> int:
     from hcp.cli.central import collector_config
-    from hcp.collector.chain import Problem, read_heads
+    from hcp.collector.store.chain import Problem, read_heads
 
     trusted, heads_file = [], args.heads or collector_config(args).chain.heads_file
     # The configured file is written with the first head: before it, its absence is no finding.
@@ -469,10 +469,9 @@ def verify(args: argparse.Namespace) -> int:
             trusted = read_heads(heads_file)
         except (OSError, ValueError) as err:
             raise HcpError(f"heads file {heads_file}: cannot read the heads ({err})") from None
-    store, lifecycle = _lifecycle(args)
-    with store:
-        problems = lifecycle.verify(trusted)
-        if missing and lifecycle.heads():
+    with open_store(args) as store:
+        problems = store.verify_chain(trusted, public_key=store.chain_public_key)
+        if missing and store.heads():
             problems.append(Problem(f"heads file {heads_file}", "missing, though the database holds signed heads"))
     for problem in problems:
         print(problem)
@@ -481,24 +480,18 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def sign_head(args: argparse.Namespace) -> int:
-    store, lifecycle = _lifecycle(args)
-    with store:
-        head = lifecycle.sign_head(now_cst())
+    with open_store(args) as store:
+        head = store.sign_head(now_cst())
     print(f"signed chain head at entry {head.seq}" if head else "nothing new to sign")
     return 0
 
 
 def export_heads(args: argparse.Namespace) -> int:
-    from hcp.collector.chain import head_json
-
-    store, lifecycle = _lifecycle(args)
-    with store:
-        heads = lifecycle.heads()
-    out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for head in heads:
-            out.write(head_json(head) + "\n")
-    finally:
-        if args.output:
-            out.close()
+    with open_store(args) as store:
+        out = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+        try:
+            store.export_heads(out)
+        finally:
+            if args.output:
+                out.close()
     return 0

@@ -79,7 +79,7 @@ def collector_sound(database: Path) -> list[str]:
     A kill -9 mid-commit must leave neither a damaged file nor a record outside
     the chain (or a chain block without its records).
     """
-    from hcp.collector import chain
+    from hcp.collector.store import chain
 
     conn = sqlite3.connect(database, timeout=30)
     try:

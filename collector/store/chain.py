@@ -3,7 +3,7 @@
 Every committed transaction ends by *sealing*: the record rows it inserted
 (found by rowid range, or queued in ``chain_queue`` for tables without a
 rowid) become one block per table in ``chain_blocks``, holding every row's name and the SHA-256 of its canonical
-bytes (``hcp.collector.chain_rows``: built in Python, the same on every
+bytes (``hcp.collector.store.chain_rows``: built in Python, the same on every
 engine), and a link, the SHA-256 of the previous link, the block's place and
 its content. Editing a row changes its hash; deleting or inserting one leaves
 a name without a row or a row without a name; on SQLite, reordering breaks the
@@ -35,8 +35,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hcp.collector.chain_rows import TABLES, VERSION, Chained, row_digest, row_digests
-from hcp.collector.chain_rows import block_link as block_link_v2
+from hcp.collector.store.chain_rows import TABLES, VERSION, Chained, row_digest, row_digests
+from hcp.collector.store.chain_rows import block_link as block_link_v2
 from hcp.db import json_list
 
 #: The tables the chain covers with the column that names a row (``chain_rows.TABLES``), in sealing order.
@@ -85,6 +85,7 @@ def content_sql(conn: sqlite3.Connection, table: str) -> str:
     expression, so they agree on every value, numbers included.
     """
     if table not in _CONTENT_SQL:
+        # sqlite-only: PRAGMA table_info
         columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
         parts = [f"'{table}'", *(_column_sql(f'"{column}"') for column in columns)]
         _CONTENT_SQL[table] = " || ".join(parts)
@@ -93,6 +94,7 @@ def content_sql(conn: sqlite3.Connection, table: str) -> str:
 
 def _column_sql(column: str) -> str:
     text = f"CAST({column} AS TEXT)"
+    # sqlite-only: typeof(), CAST AS TEXT of any value, hex() of a blob
     return (f"(CASE typeof({column}) WHEN 'null' THEN '|n' "
             f"WHEN 'text' THEN '|s' || length({column}) || ':' || {column} "
             f"WHEN 'integer' THEN '|i' || length({text}) || ':' || {text} "
@@ -154,18 +156,21 @@ def _new_by_order(conn: sqlite3.Connection, spec: Chained) -> tuple[list[tuple],
     """The rows of ``spec`` after its last sealed one, with their first and last order (rowid)."""
     table = spec.table
     done = conn.execute(_SEALED_UP_TO, (table,)).fetchone()[0]
+    # sqlite-only: rowid (a table's insertion order)
     first, last = conn.execute(f"SELECT min(rowid), max(rowid) FROM {table} WHERE rowid > ?", (done,)).fetchone()
     if first is None:
         return [], 0, 0
     return conn.execute(_range_sql(spec), (done, last)).fetchall(), first, last
 
 
+# sqlite-only: numbered parameters ?1
 _SEALED_UP_TO = ("SELECT max(coalesce((SELECT max(last_order) FROM chain_blocks WHERE tbl = ?1), 0), "
                  "coalesce((SELECT max(row_order) FROM chain WHERE tbl = ?1), 0))")
 
 
 def _range_sql(spec: Chained) -> str:
     if spec.table not in _SEAL_SQL:
+        # sqlite-only: rowid range
         _SEAL_SQL[spec.table] = (f"SELECT {spec.select()} FROM {spec.table} WHERE rowid > ? AND rowid <= ? "
                                  "ORDER BY rowid")
     return _SEAL_SQL[spec.table]
@@ -211,10 +216,12 @@ def row_json_sql(conn: sqlite3.Connection, table: str, *, every_column: bool = F
     cache = _ROW_JSON_ALL if every_column else _ROW_JSON
     if table not in cache:
         parts = [f"'{table}'"]
+        # sqlite-only: PRAGMA table_info
         for _cid, name, declared, *_ in conn.execute(f"PRAGMA table_info({table})"):
             column = f'"{name}"'
             plain = declared.upper() in ("TEXT", "INTEGER") and not every_column
             parts.append(column if plain else
+                         # sqlite-only: typeof(), json_array(), hex(), printf('%!.17g')
                          f"CASE typeof({column}) WHEN 'blob' THEN json_array('blob', hex({column})) "
                          f"WHEN 'real' THEN json_array('real', printf('%!.17g', {column})) ELSE {column} END")
         cache[table] = f"json_array({', '.join(parts)})"
@@ -289,6 +296,7 @@ def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: st
     """Every disagreement between the schema, the records, the chain and the heads (stored and ``trusted``)."""
     from hcp.collector.store.schema_check import schema_problems
 
+    # sqlite-only: conn.text_factory (sqlite3's decoding of text)
     factory = conn.text_factory
     # An intruder may leave text that is not UTF-8; it must be reported, not crash the check.
     conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
@@ -358,18 +366,20 @@ def _v1_digests(conn: sqlite3.Connection, table: str, key: str) -> dict[str, byt
     """row name -> its version-1 block digest (SQLite's JSON text of the row) for every row now in ``table``."""
     rows: dict[str, bytes] = {}
     for every_column in (False, True):
+        # sqlite-only: SQLite's JSON text of a row (json_array, via row_json_sql)
         try:
             for name, content in conn.execute(
                     f'SELECT "{key}", {row_json_sql(conn, table, every_column=every_column)} FROM {table}'):
                 rows[str(name)] = hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest()
             return rows
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError:  # sqlite-only: json_array refuses a blob
             rows.clear()  # a blob where JSON cannot hold one: tampered; tag every column and look again
     raise AssertionError("unreachable: every column tagged always renders")
 
 
 def _current_rows(conn: sqlite3.Connection, spec: Chained) -> dict[str, tuple[int | None, bytes]]:
     """row name -> (its rowid on SQLite, else None; its version-2 digest) for every row now in the table."""
+    # sqlite-only: rowid (the insertion order verify checks)
     order = "rowid" if spec.rowid else "NULL"
     at = spec.key_index + 1
     return {str(row[at]): (row[0], row_digest(row[1:]))
