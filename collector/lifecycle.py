@@ -62,7 +62,7 @@ class Lifecycle:
         cutoff = _ts(day_start(china_date(now) - timedelta(days=days)))
         total, after = 0, ""
         while True:
-            with self.store.atomic():
+            with self.store.unit():
                 made, after = self._default_chunk(cutoff, after, now, write=not dry_run)
             total += made
             if not after:
@@ -74,7 +74,7 @@ class Lifecycle:
         units: dict[str, list[DueCase]] = defaultdict(list)
         for row in rows:
             units[self._unit_key(row)].append(row)
-        taken = self.store.claimed(units)
+        taken = self.store.claims(units)
         made = [self._default_rating(key, cases, now) for key, cases in units.items() if key not in taken]
         if write:
             self._write_defaults(made)
@@ -119,7 +119,7 @@ class Lifecycle:
     def step(self, followup_id: int, action: str, *, actor: str, note: str, at: datetime) -> FollowUp:
         """Record a step (contact, rectify, explain, close, spot-check) that the current state allows."""
         _need(actor, "--by: name who did it")
-        with self.store.atomic():
+        with self.store.unit():
             current = self.followup(followup_id)
             problem = step_problem(action, current.state, followup_id, current.spot_check)
             if problem:
@@ -134,7 +134,7 @@ class Lifecycle:
     def set_contact(self, followup_id: int, contact: str) -> None:
         """Keep the rater's contact for the follow-up staff, encrypted; once per follow-up."""
         _need(contact, "contact: empty")
-        with self.store.atomic():
+        with self.store.unit():
             self.followup(followup_id)
             if self.store.has_followup_contact(followup_id):
                 raise Refused(f"follow-up {followup_id} already has a contact (records are never edited)")
@@ -153,7 +153,7 @@ class Lifecycle:
             raise Refused(f"follow-up {followup_id}: the contact does not decrypt under this collector's key") from None
 
     def _cipher(self) -> AESGCM:
-        return AESGCM(self.store.followup_contact_key())
+        return AESGCM(self.store.sealing_key("hcp-contact"))
 
     # -- appeals ------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class Lifecycle:
         _need(evidence, "--evidence: an appeal needs evidence")
         if not self.profile.appeals:
             raise Refused(f"policy {self.profile.name} has no appeal procedure (申诉复核)")
-        with self.store.atomic():
+        with self.store.unit():
             rated_at = self._appealable(rating_id)
             window = self.profile.appeal_window
             if window is not None:
@@ -195,7 +195,7 @@ class Lifecycle:
         _need(reason, "--reason: say why")
         if upheld and kind not in EXCLUSION_KINDS:
             raise Refused(f"--as: an upheld appeal marks the rating {' or '.join(EXCLUSION_KINDS)}")
-        with self.store.atomic():
+        with self.store.unit():
             appeal = self.appeal(appeal_id)
             if appeal.decided_at is not None:
                 raise Refused(f"appeal {appeal_id} was already decided on {appeal.decided_at}")
@@ -229,7 +229,7 @@ class Lifecycle:
             raise Refused(f"--as: expected one of {', '.join(EXCLUSION_KINDS)}, got {kind!r}")
         if kind == "invalid" and not raised_by_rater:
             raise Refused("an invalid rating is raised by the rater: confirm with --raised-by-rater")
-        with self.store.atomic():
+        with self.store.unit():
             row = self.store.rating_score_and_channel(rating_id)
             if row is None:
                 raise NotFound(f"no rating {rating_id}")
@@ -264,7 +264,7 @@ class Lifecycle:
         _need(actor, "--by: name who decided")
         _need(reason, "--reason: say why")
         key = self.store.rater_key(applicant_id)
-        with self.store.atomic():
+        with self.store.unit():
             listed = self.store.rater_listed(key)
             if listed == (action == "add"):
                 raise Refused(f"rater {key[:12]} is {'already' if listed else 'not'} on the malicious raters' list")
@@ -284,7 +284,7 @@ class Lifecycle:
             return []
         rows = self.store.unrated_cases(_ts(now - timedelta(hours=hours)), failed_ok=self.profile.failed_intake_ratable)
         keyed = [(row[0], self._unit_key(row)) for row in rows]
-        taken = self.store.claimed({key for _case, key in keyed})
+        taken = self.store.claims({key for _case, key in keyed})
         return [case_id for case_id, key in keyed if key not in taken]
 
     # -- tamper evidence ----------------------------------------------------

@@ -212,6 +212,9 @@ class Store(LifecycleQueries):
             with self.batch():
                 yield
 
+    #: One unit of work, public: a savepoint inside :meth:`batch`, else a transaction of its own.
+    unit = _unit
+
     # -- devices ------------------------------------------------------------
 
     def register_device(self, device_id: str, hall_id: str, window_id: str) -> None:
@@ -338,6 +341,11 @@ class Store(LifecycleQueries):
         rows = self._conn.execute("SELECT unit_key, rating_id FROM rating_claims WHERE unit_key IN "
                                   "(SELECT value FROM json_each(?))", (json_list(keys),))
         return dict(rows.fetchall())
+
+    #: Public names of the two lookups the channels, lifecycle and notifier share:
+    #: the stored case records by id, and the rating id holding each claimed unit key.
+    cases = _cases
+    claims = _claims
 
     def _write_claims(self, claims: Sequence[tuple[str, str]]) -> None:
         # A plain INSERT, no ON CONFLICT: the verdicts were made on a snapshot,

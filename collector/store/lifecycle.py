@@ -4,7 +4,7 @@
 every SQL statement of ``hcp.collector.lifecycle`` and ``hcp.collector.followup``
 lives here, behind methods that take and return plain values. The rules (what
 may follow what, deadlines, who may decide) stay in those modules; the
-check-then-write of one action runs inside :meth:`LifecycleQueries.atomic`.
+check-then-write of one action runs inside ``Store.unit()``.
 
 Times are passed in as stored text (UTC RFC 3339), as the callers' ``_ts`` writes them. Placeholders are
 SQLite's (``?``, ``:name``) throughout; other SQLite-only constructs are marked ``# sqlite-only:``.
@@ -15,8 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -52,28 +51,18 @@ class Appeal:
 
 
 class LifecycleQueries:
-    """The lifecycle's reads and writes; mixed into the Store, whose connection and helpers it uses."""
+    """The lifecycle's reads and writes, mixed into the Store, which provides the attributes annotated here."""
 
     _conn: sqlite3.Connection
     _key: bytes
     _pseudonym: Pseudonymizer
     profile: Profile
     calendar: Calendar
+    _write_claims: Callable[[Sequence[tuple[str, str]]], None]
 
-    if TYPE_CHECKING:
-        def _unit(self) -> AbstractContextManager[None]: ...
-        def _claims(self, keys: Iterable[str]) -> dict[str, str]: ...
-        def _write_claims(self, claims: Sequence[tuple[str, str]]) -> None: ...
-
-    # -- transactions and claims ------------------------------------------------
-
-    def atomic(self) -> AbstractContextManager[None]:
-        """One transaction, or a savepoint inside :meth:`Store.batch`: a lifecycle action's check and write."""
-        return self._unit()
-
-    def claimed(self, unit_keys: Iterable[str]) -> dict[str, str]:
-        """unit_key → the rating id holding it, for those of ``unit_keys`` already claimed."""
-        return self._claims(unit_keys)
+    def sealing_key(self, purpose: str) -> bytes:
+        """A 256-bit key for sealing what ``purpose`` names, derived from the collector key."""
+        return hashlib.sha256(purpose.encode() + b"\0" + self._key).digest()
 
     # -- default ratings ------------------------------------------------------
 
@@ -143,10 +132,6 @@ class LifecycleQueries:
         """Append a step of a follow-up and the state it leads to."""
         self._conn.execute("INSERT INTO followup_events (followup_id, action, state, actor, at, note) VALUES "
                            "(?, ?, ?, ?, ?, ?)", (followup_id, action, state, actor, at, note))
-
-    def followup_contact_key(self) -> bytes:
-        """The key that seals raters' contacts for the follow-up staff, derived from the collector key."""
-        return hashlib.sha256(b"hcp-contact\0" + self._key).digest()
 
     def has_followup_contact(self, followup_id: int) -> bool:
         """Whether a contact is kept for the follow-up."""
