@@ -125,7 +125,7 @@ class Channels:
         self._write(rating_id, entry, case, day, received_at, outcome, reason)
         self.store._write_claims(claimer.new)
         if outcome == Outcome.ACCEPTED:
-            self.store._open_followups([rating_id], received_at)
+            self.store.open_followups([rating_id], received_at)
         return EntryResult(rating_id, outcome, reason)
 
     def _write(self, rating_id: str, entry: Entry, case: CaseRow, day, received_at: datetime,

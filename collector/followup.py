@@ -1,4 +1,4 @@
-"""差评 follow-up: the states, the steps between them, and opening a record per 差评.
+"""差评 follow-up: the states, the steps between them, and the record opened per 差评.
 
 A follow-up record is written once when a 差评 is accepted, with the
 profile's deadlines; each step (contact, rectification or explanation, close,
@@ -8,16 +8,14 @@ event's, so nothing is ever updated.
 
 from __future__ import annotations
 
-import json
 import math
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from hcp.collector.workdays import Calendar
 from hcp.config.policy import Deadline, Profile
-from hcp.domain import Channel, utc_text
+from hcp.domain import utc_text
 
 OPEN, CONTACTED, RECTIFIED, EXPLAINED, CLOSED, SPOT_CHECKED = (
     "open", "contacted", "rectified", "explained", "closed", "spot-checked")
@@ -74,40 +72,15 @@ class FollowUp:
         return late
 
 
-FOLLOWUP_QUERY = """
-SELECT f.id, f.rating_id, f.hall_id, f.window_id, f.clerk_id, f.score, f.rated_at, f.contact_due, f.rectify_due,
-       f.spot_check,
-       COALESCE((SELECT state FROM followup_events e WHERE e.followup_id = f.id ORDER BY id DESC LIMIT 1), 'open'),
-       (SELECT min(at) FROM followup_events e WHERE e.followup_id = f.id AND action = 'contact'),
-       (SELECT min(at) FROM followup_events e WHERE e.followup_id = f.id AND action IN ('rectify', 'explain'))
-FROM followups f
-"""
+def followup_records(profile: Profile, calendar: Calendar,
+                     ratings: Sequence[tuple[str, str, str, str | None, int, str, int, str]],
+                     opened_at: datetime, next_id: int) -> list[tuple]:
+    """The follow-up records to open for ``ratings``, accepted 差评 in order of receipt, numbered from ``next_id``.
 
-
-def open_followups(conn: sqlite3.Connection, profile: Profile, calendar: Calendar, rating_ids: Sequence[str],
-                   opened_at: datetime) -> int:
-    """Open a follow-up for each accepted 差评 among ``rating_ids`` (never for a default)."""
-    if not rating_ids:
-        return 0
-    rows = conn.execute(
-        "SELECT rating_id, hall_id, window_id, clerk_id, score, rated_at, clock_synced, received_at FROM ratings "
-        "WHERE rating_id IN (SELECT value FROM json_each(?)) AND channel != ? AND score IN "
-        "(SELECT value FROM json_each(?)) ORDER BY rowid",
-        (json.dumps(list(rating_ids)), Channel.SYSTEM_DEFAULT.value, json.dumps(profile.grades.bad))).fetchall()
-    return open_followups_for(conn, profile, calendar, rows, opened_at)
-
-
-def open_followups_for(conn: sqlite3.Connection, profile: Profile, calendar: Calendar,
-                       ratings: Sequence[tuple[str, str, str, str | None, int, str, int, str]],
-                       opened_at: datetime) -> int:
-    """Open a follow-up for each of ``ratings``, accepted 差评 the caller has in hand, in order of receipt.
-
-    Each is (rating_id, hall_id, window_id, clerk_id, score, rated_at, clock_synced, received_at) as stored:
-    the rating path passes the rows it has just written rather than reading them back.
+    Each rating is (rating_id, hall_id, window_id, clerk_id, score, rated_at, clock_synced, received_at) as
+    stored; each record is the ``followups`` row: (id, rating_id, hall_id, window_id, clerk_id, score,
+    rated_at, opened_at, contact_due, rectify_due, spot_check).
     """
-    if not ratings:
-        return 0
-    next_id = conn.execute("SELECT coalesce(max(id), 0) FROM followups").fetchone()[0] + 1
     opened = utc_text(opened_at)
     records = []
     for number, (rating_id, hall, window, clerk, score, rated_at, synced, received_at) in enumerate(ratings, next_id):
@@ -118,10 +91,7 @@ def open_followups_for(conn: sqlite3.Connection, profile: Profile, calendar: Cal
                         _due(calendar, start, profile.followup_contact),
                         _due(calendar, start, profile.followup_rectify),
                         int(drawn_for_spot_check(number, profile.spot_check_ratio))))
-    conn.executemany("INSERT OR IGNORE INTO followups (id, rating_id, hall_id, window_id, clerk_id, score, rated_at, "
-                     "opened_at, contact_due, rectify_due, spot_check) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     records)
-    return len(records)
+    return records
 
 
 def drawn_for_spot_check(number: int, ratio: float) -> bool:

@@ -8,7 +8,6 @@ in (``at``/``now``) so tests and late paper records state them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -19,32 +18,17 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hcp.collector.exc import NotFound, Refused
-from hcp.collector.followup import FOLLOWUP_QUERY, STEPS, FollowUp, step_problem
+from hcp.collector.followup import STEPS, FollowUp, step_problem
 from hcp.collector.rules import service_keys
 from hcp.collector.store import DEFAULT_PREFIX, Store
 from hcp.collector.store.chain import Head, Problem
+from hcp.collector.store.lifecycle import Appeal, DueCase
 from hcp.collector.workdays import day_start
 from hcp.domain import Channel, Level, china_date, utc_text
 
 #: Cases read per transaction by the default job, so a collector's worker is never blocked long.
 _DEFAULT_CHUNK = 5000
 EXCLUSION_KINDS = ("invalid", "malicious")
-
-
-@dataclass(frozen=True)
-class Appeal:
-    """An appeal (申诉复核) and its decision, if any."""
-
-    id: int
-    rating_id: str
-    filed_by: str
-    filed_at: str
-    evidence: str
-    review_due: str | None
-    upheld: bool | None
-    reviewer: str | None
-    decided_at: str | None
-    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -61,7 +45,6 @@ class Lifecycle:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.profile = store.profile
-        self._conn = store._conn
 
     # -- the default rating -------------------------------------------------
 
@@ -78,29 +61,29 @@ class Lifecycle:
         cutoff = _ts(day_start(china_date(now) - timedelta(days=days)))
         total, after = 0, ""
         while True:
-            with self.store._unit():
+            with self.store.unit():
                 made, after = self._default_chunk(cutoff, after, now, write=not dry_run)
             total += made
             if not after:
                 return DefaultRun(total, cutoff)
 
     def _default_chunk(self, cutoff: str, after: str, now: datetime, *, write: bool = True) -> tuple[int, str]:
-        rows = self._conn.execute(_DUE_CASES, {"cutoff": cutoff, "after": after, "limit": _DEFAULT_CHUNK,
-                                               "failed_ok": self.profile.failed_intake_ratable}).fetchall()
-        units: dict[str, list[tuple]] = defaultdict(list)
+        rows = self.store.unrated_cases(cutoff, after=after, limit=_DEFAULT_CHUNK,
+                                        failed_ok=self.profile.failed_intake_ratable)
+        units: dict[str, list[DueCase]] = defaultdict(list)
         for row in rows:
             units[self._unit_key(row)].append(row)
-        taken = self.store._claims(units)
+        taken = self.store.claims(units)
         made = [self._default_rating(key, cases, now) for key, cases in units.items() if key not in taken]
         if write:
             self._write_defaults(made)
         return len(made), (rows[-1][0] if len(rows) == _DEFAULT_CHUNK else "")
 
-    def _unit_key(self, row: tuple) -> str:
+    def _unit_key(self, row: DueCase) -> str:
         case_id, batch_id = row[0], row[1]
         return _one(service_keys([_KeyRow(case_id, batch_id)], self.profile))  # type: ignore[list-item]
 
-    def _default_rating(self, key: str, cases: list[tuple], now: datetime) -> tuple:
+    def _default_rating(self, key: str, cases: list[DueCase], now: datetime) -> tuple:
         _case, _batch, hall, window, item, clerk, _completed = cases[0]
         last = max(c[6] for c in cases)
         assert self.profile.default_after_days is not None and self.profile.default_level is not None
@@ -113,35 +96,29 @@ class Lifecycle:
                 "[]", None, hall, window, clerk, item, "accepted", reason, key)
 
     def _write_defaults(self, made: list[tuple]) -> None:
-        self._conn.executemany(
-            "INSERT INTO ratings (rating_id, device_id, seq, kind, channel, case_ids, score, rated_at, clock_synced, "
-            "received_at, day, reasons, prompt_id, hall_id, window_id, clerk_id, item_code, ack_outcome, ack_reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row[:-1] for row in made])
-        # The claim is the "exactly once": a second collector, or this one
-        # after a restart, finds the unit claimed (or fails on its key).
-        self.store._write_claims([(row[-1], row[0]) for row in made])
+        # Each row ends with its unit key: the claim that makes the default happen once.
+        self.store.insert_default_ratings([row[:-1] for row in made], [(row[-1], row[0]) for row in made])
 
     # -- follow-ups ---------------------------------------------------------
 
     def followups(self, *, now: datetime, overdue_only: bool = False, state: str | None = None) -> list[FollowUp]:
         """Follow-ups by id; only those overdue at ``now``, or in ``state``, when asked."""
-        found = [FollowUp(*row[:9], bool(row[9]), *row[10:]) for row in
-                 self._conn.execute(FOLLOWUP_QUERY + " ORDER BY f.id")]
+        found = self.store.followups()
         if state:
             found = [f for f in found if f.state == state]
         return [f for f in found if f.overdue(now)] if overdue_only else found
 
     def followup(self, followup_id: int) -> FollowUp:
         """One follow-up; NotFound when there is none."""
-        row = self._conn.execute(FOLLOWUP_QUERY + " WHERE f.id = ?", (followup_id,)).fetchone()
-        if row is None:
+        found = self.store.followup(followup_id)
+        if found is None:
             raise NotFound(f"no follow-up {followup_id}")
-        return FollowUp(*row[:9], bool(row[9]), *row[10:])
+        return found
 
     def step(self, followup_id: int, action: str, *, actor: str, note: str, at: datetime) -> FollowUp:
         """Record a step (contact, rectify, explain, close, spot-check) that the current state allows."""
         _need(actor, "--by: name who did it")
-        with self.store._unit():
+        with self.store.unit():
             current = self.followup(followup_id)
             problem = step_problem(action, current.state, followup_id, current.spot_check)
             if problem:
@@ -150,35 +127,32 @@ class Lifecycle:
                 raise Refused(f"{action}: --note must say what was done")
             if _ts(at) < current.rated_at:
                 raise Refused(f"--at {at.isoformat()} is before the 差评 itself")
-            self._conn.execute("INSERT INTO followup_events (followup_id, action, state, actor, at, note) VALUES "
-                               "(?, ?, ?, ?, ?, ?)", (followup_id, action, STEPS[action][1], actor, _ts(at), note))
+            self.store.insert_followup_event(followup_id, action, STEPS[action][1], actor, _ts(at), note)
         return self.followup(followup_id)
 
     def set_contact(self, followup_id: int, contact: str) -> None:
         """Keep the rater's contact for the follow-up staff, encrypted; once per follow-up."""
         _need(contact, "contact: empty")
-        with self.store._unit():
+        with self.store.unit():
             self.followup(followup_id)
-            if self._conn.execute("SELECT 1 FROM followup_contacts WHERE followup_id = ?", (followup_id,)).fetchone():
+            if self.store.has_followup_contact(followup_id):
                 raise Refused(f"follow-up {followup_id} already has a contact (records are never edited)")
             nonce = os.urandom(12)
             sealed = nonce + self._cipher().encrypt(nonce, contact.encode(), str(followup_id).encode())
-            self._conn.execute("INSERT INTO followup_contacts (followup_id, sealed) VALUES (?, ?)",
-                               (followup_id, sealed))
+            self.store.insert_followup_contact(followup_id, sealed)
 
     def contact(self, followup_id: int) -> str | None:
         """The rater's contact for the follow-up role, or None; never logged or exported."""
-        row = self._conn.execute("SELECT sealed FROM followup_contacts WHERE followup_id = ?",
-                                 (followup_id,)).fetchone()
-        if row is None:
+        sealed = self.store.followup_contact(followup_id)
+        if sealed is None:
             return None
         try:
-            return self._cipher().decrypt(row[0][:12], row[0][12:], str(followup_id).encode()).decode()
+            return self._cipher().decrypt(sealed[:12], sealed[12:], str(followup_id).encode()).decode()
         except InvalidTag:
             raise Refused(f"follow-up {followup_id}: the contact does not decrypt under this collector's key") from None
 
     def _cipher(self) -> AESGCM:
-        return AESGCM(hashlib.sha256(b"hcp-contact\0" + self.store._key).digest())
+        return AESGCM(self.store.sealing_key("hcp-contact"))
 
     # -- appeals ------------------------------------------------------------
 
@@ -188,7 +162,7 @@ class Lifecycle:
         _need(evidence, "--evidence: an appeal needs evidence")
         if not self.profile.appeals:
             raise Refused(f"policy {self.profile.name} has no appeal procedure (申诉复核)")
-        with self.store._unit():
+        with self.store.unit():
             rated_at = self._appealable(rating_id)
             window = self.profile.appeal_window
             if window is not None:
@@ -198,22 +172,18 @@ class Lifecycle:
                                   f"{end.isoformat()}; filed {at.isoformat()}")
             review = self.profile.appeal_review
             due = _ts(self.store.calendar.due(at, review)) if review else None
-            cursor = self._conn.execute("INSERT INTO appeals (rating_id, filed_by, filed_at, evidence, review_due) "
-                                        "VALUES (?, ?, ?, ?, ?)", (rating_id, filed_by, _ts(at), evidence, due))
-        return self.appeal(cursor.lastrowid)
+            appeal_id = self.store.insert_appeal(rating_id, filed_by, _ts(at), evidence, due)
+        return self.appeal(appeal_id)
 
     def _appealable(self, rating_id: str) -> str:
-        row = self._conn.execute("SELECT r.score, r.channel, r.rated_at, r.clock_synced, r.received_at, o.outcome "
-                                 "FROM ratings r JOIN rating_outcomes o USING (rating_id) WHERE rating_id = ?",
-                                 (rating_id,)).fetchone()
+        row = self.store.rating_for_appeal(rating_id)
         if row is None:
             raise NotFound(f"no rating {rating_id}")
         score, channel, rated_at, synced, received_at, outcome = row
         if outcome != "accepted" or channel == Channel.SYSTEM_DEFAULT.value or not self.profile.is_bad(score):
             raise Refused(f"rating {rating_id}: only an accepted 差评 by a person can be appealed")
         self._not_excluded(rating_id)
-        if self._conn.execute("SELECT 1 FROM appeals a WHERE rating_id = ? AND NOT EXISTS (SELECT 1 FROM "
-                              "appeal_decisions d WHERE d.appeal_id = a.id)", (rating_id,)).fetchone():
+        if self.store.appeal_waiting(rating_id):
             raise Refused(f"rating {rating_id}: an appeal is already waiting for review")
         return rated_at if synced else received_at
 
@@ -224,7 +194,7 @@ class Lifecycle:
         _need(reason, "--reason: say why")
         if upheld and kind not in EXCLUSION_KINDS:
             raise Refused(f"--as: an upheld appeal marks the rating {' or '.join(EXCLUSION_KINDS)}")
-        with self.store._unit():
+        with self.store.unit():
             appeal = self.appeal(appeal_id)
             if appeal.decided_at is not None:
                 raise Refused(f"appeal {appeal_id} was already decided on {appeal.decided_at}")
@@ -232,21 +202,20 @@ class Lifecycle:
                 raise Refused(f"appeal {appeal_id}: the unit that filed it cannot review it")
             if _ts(at) < appeal.filed_at:
                 raise Refused(f"--at {at.isoformat()} is before the appeal was filed")
-            self._conn.execute("INSERT INTO appeal_decisions (appeal_id, upheld, reviewer, decided_at, reason) "
-                               "VALUES (?, ?, ?, ?, ?)", (appeal_id, int(upheld), reviewer, _ts(at), reason))
+            self.store.insert_appeal_decision(appeal_id, upheld, reviewer, _ts(at), reason)
             if upheld:
                 self._insert_exclusion(appeal.rating_id, kind or "", reviewer, at,
                                        f"appeal {appeal_id} upheld: {reason}", appeal_id)
         return self.appeal(appeal_id)
 
     def appeal(self, appeal_id: int) -> Appeal:
-        row = self._conn.execute(_APPEAL_QUERY + " WHERE a.id = ?", (appeal_id,)).fetchone()
-        if row is None:
+        found = self.store.appeal(appeal_id)
+        if found is None:
             raise NotFound(f"no appeal {appeal_id}")
-        return _appeal(row)
+        return found
 
     def appeals(self) -> list[Appeal]:
-        return [_appeal(row) for row in self._conn.execute(_APPEAL_QUERY + " ORDER BY a.id")]
+        return self.store.appeals()
 
     # -- exclusions ---------------------------------------------------------
 
@@ -259,9 +228,8 @@ class Lifecycle:
             raise Refused(f"--as: expected one of {', '.join(EXCLUSION_KINDS)}, got {kind!r}")
         if kind == "invalid" and not raised_by_rater:
             raise Refused("an invalid rating is raised by the rater: confirm with --raised-by-rater")
-        with self.store._unit():
-            row = self._conn.execute("SELECT r.score, r.channel FROM ratings r WHERE rating_id = ?",
-                                     (rating_id,)).fetchone()
+        with self.store.unit():
+            row = self.store.rating_score_and_channel(rating_id)
             if row is None:
                 raise NotFound(f"no rating {rating_id}")
             if row[1] == Channel.SYSTEM_DEFAULT.value:
@@ -273,12 +241,10 @@ class Lifecycle:
     def _insert_exclusion(self, rating_id: str, kind: str, by: str, at: datetime, reason: str,
                           appeal_id: int | None) -> None:
         self._not_excluded(rating_id)
-        self._conn.execute("INSERT INTO exclusions (rating_id, kind, decided_by, decided_at, reason, appeal_id) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (rating_id, kind, by, _ts(at), reason, appeal_id))
+        self.store.insert_exclusion(rating_id, kind, by, _ts(at), reason, appeal_id)
 
     def _not_excluded(self, rating_id: str) -> None:
-        row = self._conn.execute("SELECT kind, decided_by, decided_at FROM exclusions WHERE rating_id = ?",
-                                 (rating_id,)).fetchone()
+        row = self.store.exclusion(rating_id)
         if row:
             raise Refused(f"rating {rating_id} is already excluded as {row[0]} by {row[1]} on {row[2]}")
 
@@ -296,26 +262,17 @@ class Lifecycle:
         _need(applicant_id, "applicant id: empty")
         _need(actor, "--by: name who decided")
         _need(reason, "--reason: say why")
-        key = self.store._pseudonym(applicant_id)
-        assert key is not None
-        with self.store._unit():
-            listed = self._listed(key)
+        key = self.store.rater_key(applicant_id)
+        with self.store.unit():
+            listed = self.store.rater_listed(key)
             if listed == (action == "add"):
                 raise Refused(f"rater {key[:12]} is {'already' if listed else 'not'} on the malicious raters' list")
-            self._conn.execute("INSERT INTO malicious_raters (rater_key, action, actor, at, reason) VALUES "
-                               "(?, ?, ?, ?, ?)", (key, action, actor, _ts(at), reason))
+            self.store.insert_malicious_change(key, action, actor, _ts(at), reason)
         return key[:12]
-
-    def _listed(self, key: str) -> bool:
-        row = self._conn.execute("SELECT action FROM malicious_raters WHERE rater_key = ? ORDER BY id DESC LIMIT 1",
-                                 (key,)).fetchone()
-        return bool(row) and row[0] == "add"
 
     def malicious_list(self) -> list[tuple[str, str, str, str]]:
         """(pseudonym reference, who, when, why) of each person now on the list."""
-        return [(key[:12], actor, at, reason) for key, actor, at, reason in self._conn.execute(
-            "SELECT rater_key, actor, at, reason FROM malicious_raters m WHERE action = 'add' AND id = "
-            "(SELECT max(id) FROM malicious_raters WHERE rater_key = m.rater_key) ORDER BY id")]
+        return [(key[:12], actor, at, reason) for key, actor, at, reason in self.store.malicious_raters()]
 
     # -- reminders ----------------------------------------------------------
 
@@ -324,10 +281,9 @@ class Lifecycle:
         hours = self.profile.reminder_after_hours
         if hours is None:
             return []
-        rows = self._conn.execute(_DUE_CASES, {"cutoff": _ts(now - timedelta(hours=hours)), "after": "",
-                                               "limit": -1, "failed_ok": self.profile.failed_intake_ratable})
+        rows = self.store.unrated_cases(_ts(now - timedelta(hours=hours)), failed_ok=self.profile.failed_intake_ratable)
         keyed = [(row[0], self._unit_key(row)) for row in rows]
-        taken = self.store._claims({key for _case, key in keyed})
+        taken = self.store.claims({key for _case, key in keyed})
         return [case_id for case_id, key in keyed if key not in taken]
 
     # -- tamper evidence ----------------------------------------------------
@@ -351,24 +307,6 @@ class _KeyRow:
 
     def __init__(self, case_id: str, batch_id: str | None) -> None:
         self.case_id, self.batch_id = case_id, batch_id
-
-
-_DUE_CASES = """
-SELECT case_id, batch_id, hall_id, window_id, item_code, clerk_id, completed_at FROM cases c
-WHERE completed_at < :cutoff AND case_id > :after AND (intake = 'ok' OR :failed_ok)
-  AND NOT EXISTS (SELECT 1 FROM rating_claims k WHERE k.unit_key = 'case:' || c.case_id)
-ORDER BY case_id LIMIT :limit
-"""
-
-_APPEAL_QUERY = """
-SELECT a.id, a.rating_id, a.filed_by, a.filed_at, a.evidence, a.review_due, d.upheld, d.reviewer, d.decided_at,
-       d.reason
-FROM appeals a LEFT JOIN appeal_decisions d ON d.appeal_id = a.id
-"""
-
-
-def _appeal(row: tuple) -> Appeal:
-    return Appeal(*row[:6], None if row[6] is None else bool(row[6]), *row[7:])
 
 
 def _one(keys: tuple[str, ...]) -> str:

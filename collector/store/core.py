@@ -27,13 +27,13 @@ import sqlite_utils
 
 from hcp.collector.exc import MessageRefused, StoreError, UnknownDevice
 from hcp.collector.fleet import clock_reference, fleet_rows, placed_at, record_fleet_status
-from hcp.collector.followup import open_followups, open_followups_for
 from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
 from hcp.collector.store.chain import seal
 from hcp.collector.store.chain_api import ChainQueries
 from hcp.collector.store.identities import IdentityQueries
+from hcp.collector.store.lifecycle import LifecycleQueries
 from hcp.collector.store.outboxes import OutboxQueries
 from hcp.collector.store.schema import MIGRATIONS
 from hcp.collector.workdays import Calendar
@@ -91,7 +91,7 @@ class WindowCount:
         return self.good + self.neutral + self.bad
 
 
-class Store(ChainQueries, OutboxQueries, IdentityQueries):
+class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries):
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
     def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,
@@ -351,10 +351,7 @@ class Store(ChainQueries, OutboxQueries, IdentityQueries):
         self._conn.executemany("INSERT INTO rating_decisions (rating_id, outcome, reason, decided_at) "
                                "VALUES (?, ?, ?, ?)", decisions)
         self._conn.executemany("DELETE FROM pending_cases WHERE rating_id = ?", [(d[0],) for d in decisions])
-        self._open_followups([d[0] for d in decisions if d[1] == Outcome.ACCEPTED], decided_at)
-
-    def _open_followups(self, rating_ids: Sequence[str], at: datetime) -> None:
-        open_followups(self._conn, self.profile, self.calendar, rating_ids, at)
+        self.open_followups([d[0] for d in decisions if d[1] == Outcome.ACCEPTED], decided_at)
 
     def _resolve_buttons(self, windows: set[tuple[str, str]], decided_at: datetime) -> None:
         """Link clerk-button ratings that waited for a case at one of ``windows``, oldest first."""
@@ -383,7 +380,7 @@ class Store(ChainQueries, OutboxQueries, IdentityQueries):
                                f"{case_id}" + (f"; {reason}" if reason else ""), _ts(decided_at)))
             self._conn.execute("DELETE FROM pending_cases WHERE rating_id = ?", (rating_id,))
             if outcome == Outcome.ACCEPTED:
-                self._open_followups([rating_id], decided_at)
+                self.open_followups([rating_id], decided_at)
 
     # -- reading ------------------------------------------------------------
 
@@ -610,10 +607,9 @@ class _Ingest:
             conn.executemany("INSERT INTO pending_cases (case_id, rating_id) VALUES (?, ?)", pending)
         # Only an accepted 差评 opens a follow-up; the rows just written say which, no need to read them back.
         bad = frozenset(self.store.profile.grades.bad)
-        store = self.store
-        open_followups_for(conn, store.profile, store.calendar,
-                           [(row[0], row[13], row[14], row[15], row[6], row[7], row[8], row[9]) for row in rows
-                            if row[6] in bad and row[17] == Outcome.ACCEPTED], self.received_at)
+        self.store.open_followups_for([(row[0], row[13], row[14], row[15], row[6], row[7], row[8], row[9])
+                                       for row in rows if row[6] in bad and row[17] == Outcome.ACCEPTED],
+                                      self.received_at)
         if self.links:
             stored = {row[0] for row in rows}
             conn.executemany("INSERT INTO rating_links (rating_id, case_id, linked_at) VALUES (?, ?, ?)",
