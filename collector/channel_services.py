@@ -10,12 +10,12 @@ commits for milliseconds (busy timeout 30 s) and the unique keys decide.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 
+from hcp.collector.exc import DatabaseError
 from hcp.collector.pseudonym import load_or_create_key
-from hcp.collector.store import Store
+from hcp.collector.store import Store, database_errors
 from hcp.config.schema import CollectorConfig
 from hcp.domain import now_cst
 from hcp.exc import ConfigError
@@ -111,8 +111,9 @@ class ChannelServices:
     @staticmethod
     def _run(job) -> None:
         try:
-            job.run(now_cst())  # type: ignore[attr-defined]
-        except sqlite3.Error as err:
+            with database_errors():  # a read outside a transaction too
+                job.run(now_cst())  # type: ignore[attr-defined]
+        except DatabaseError as err:
             log.error("%s failed: %s; it runs again next time", type(job).__name__, err)
 
     def close(self) -> None:

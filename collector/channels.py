@@ -10,8 +10,6 @@ never both win a unit; the loser's claim finds the key taken.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import uuid
@@ -23,8 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hcp.collector.rules import CaseRow, judge, last_rating_day, service_keys
 from hcp.collector.store import DEFAULT_PREFIX, Store
-from hcp.collector.store.core import _Claimer
-from hcp.domain import Channel, Intake, Kind, Outcome, china_date, utc_text
+from hcp.collector.store.channels import ChannelRating
+from hcp.domain import Channel, Intake, Kind, Outcome, china_date
 
 #: Channels an operator or the phone page may enter; the window and defaults have their own paths.
 ENTRY_CHANNELS = (Channel.QR, Channel.PAPER, Channel.HOTLINE, Channel.SMS, Channel.APP, Channel.WEB,
@@ -81,14 +79,14 @@ class Channels:
 
     def case_state(self, case_id: str, now: datetime) -> CaseState:
         """Whether ``case_id`` may be rated at ``now``, and its record."""
-        row = self.store._cases([case_id]).get(case_id)
+        row = self.store.cases([case_id]).get(case_id)
         if row is None:
             return CaseState("unknown")
         last = last_rating_day(row.completed_at, self.profile)
         last_day = last.isoformat() if last else None
         if row.intake == Intake.FAILED.value and not self.profile.failed_intake_ratable:
             return CaseState("failed-intake", row, last_day)
-        claimed = self.store._claims(service_keys([row], self.profile))
+        claimed = self.store.claims(service_keys([row], self.profile))
         if any(rid.startswith(DEFAULT_PREFIX) for rid in claimed.values()):
             return CaseState("defaulted", row, last_day)
         if claimed:
@@ -105,14 +103,14 @@ class Channels:
         problem = self._entry_problem(entry, received_at)
         if problem:
             return EntryResult(rating_id, Outcome.REJECTED, problem, stored=False)
-        with self.store._unit():
-            seen = self.store._answers([rating_id]).get(rating_id)
+        with self.store.unit():
+            seen = self.store.stored_answers([rating_id]).get(rating_id)
             if seen is not None:
                 return EntryResult(rating_id, seen[1], f"entered before: {seen[2]}".rstrip(": "))
             return self._enter(rating_id, entry, received_at)
 
     def _enter(self, rating_id: str, entry: Entry, received_at: datetime) -> EntryResult:
-        cases = self.store._cases([entry.case_id])
+        cases = self.store.cases([entry.case_id])
         case = cases.get(entry.case_id)
         if case is None:
             return EntryResult(rating_id, Outcome.REJECTED, f"case {entry.case_id}: no such case record at this "
@@ -120,27 +118,10 @@ class Channels:
         day = china_date(entry.rated_at)
         verdict = judge(entry.kind.value, (entry.case_id,), day, f"channel:{entry.channel.value}", case.hall_id,
                         cases, self.profile)
-        claimer = _Claimer(self.store._claims(verdict.keys))
-        outcome, reason = claimer.decide(rating_id, verdict)
-        self._write(rating_id, entry, case, day, received_at, outcome, reason)
-        self.store._write_claims(claimer.new)
-        if outcome == Outcome.ACCEPTED:
-            self.store.open_followups([rating_id], received_at)
+        outcome, reason = self.store.insert_channel_rating(
+            ChannelRating(rating_id, entry.channel, entry.kind, case, entry.score, entry.rated_at, received_at, day,
+                          entry.reasons, entry.text), verdict)
         return EntryResult(rating_id, outcome, reason)
-
-    def _write(self, rating_id: str, entry: Entry, case: CaseRow, day, received_at: datetime,
-               outcome: Outcome, reason: str) -> None:
-        conn = self.store._conn
-        conn.execute(
-            "INSERT INTO ratings (rating_id, device_id, seq, kind, channel, case_ids, score, rated_at, clock_synced, "
-            "received_at, day, reasons, prompt_id, hall_id, window_id, clerk_id, item_code, ack_outcome, ack_reason) "
-            "VALUES (?, ?, 0, ?, ?, ?, ?, ?, 1, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
-            (rating_id, f"channel:{entry.channel.value}", entry.kind.value, entry.channel.value,
-             json.dumps([entry.case_id]), entry.score, utc_text(entry.rated_at), utc_text(received_at), day.isoformat(),
-             json.dumps(list(entry.reasons), ensure_ascii=False), case.hall_id, case.window_id, case.clerk_id,
-             case.item_code, outcome.value, reason))
-        if entry.text.strip():
-            conn.execute("INSERT INTO rating_texts (rating_id, text) VALUES (?, ?)", (rating_id, entry.text.strip()))
 
     def _entry_problem(self, entry: Entry, received_at: datetime) -> str:
         if entry.channel not in ENTRY_CHANNELS:
@@ -183,7 +164,7 @@ class Contacts:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._cipher = AESGCM(hashlib.sha256(b"hcp-case-contact\0" + store._key).digest())
+        self._cipher = AESGCM(store.sealing_key("hcp-case-contact"))
 
     def add(self, case_id: str, phone: str) -> bool:
         """Keep ``phone`` for ``case_id``; False when the case already has one (kept unchanged)."""
@@ -192,18 +173,15 @@ class Contacts:
             raise ValueError("phone: expected 6-15 digits, optionally after +")
         nonce = os.urandom(12)
         sealed = nonce + self._cipher.encrypt(nonce, phone.encode(), case_id.encode())
-        with self.store._unit():
-            cursor = self.store._conn.execute("INSERT OR IGNORE INTO case_contacts (case_id, sealed) VALUES (?, ?)",
-                                              (case_id, sealed))
-        return cursor.rowcount == 1
+        return self.store.insert_contact(case_id, sealed)
 
     def phone(self, case_id: str) -> str | None:
         """The phone number kept for ``case_id``, or None (also when it does not decrypt)."""
-        row = self.store._conn.execute("SELECT sealed FROM case_contacts WHERE case_id = ?", (case_id,)).fetchone()
-        if row is None:
+        sealed = self.store.sealed_contact(case_id)
+        if sealed is None:
             return None
         try:
-            return self._cipher.decrypt(row[0][:12], row[0][12:], case_id.encode()).decode()
+            return self._cipher.decrypt(sealed[:12], sealed[12:], case_id.encode()).decode()
         except InvalidTag:
             return None
 

@@ -47,3 +47,19 @@ class NoStore(CollectorError, FileNotFoundError):
 
 class PolicyMismatch(CollectorError, ConfigError):
     """A policy given to a command that is not the one the database was made for."""
+
+
+class DatabaseError(StoreError):
+    """The collector database failed a statement; the storage layer's translation of the engine's error."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot do it now (disk I/O, locked, busy, read-only, cannot open): try again later."""
+
+
+class DatabaseFull(DatabaseUnavailable):
+    """The disk (or the database's size limit) is full: nothing of the transaction was kept; try again."""
+
+
+class MessageFailed(DatabaseError, ValueError):
+    """One message's writes broke a database rule (a unique key, a bad value): a bug or a race, that message alone."""

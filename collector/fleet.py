@@ -11,20 +11,10 @@ that boot the receive time is used (a bound: the rating cannot be later).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from hcp.protocol import Rating, StatusMessage
-
-FLEET_TABLE = """
-CREATE TABLE IF NOT EXISTS device_fleet (
-    device_id        TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
-    settings_version INTEGER,
-    boot_id          TEXT,
-    uptime_s         REAL,
-    clock_ref_at     TEXT
-)"""
+from hcp.protocol import Rating
 
 
 @dataclass(frozen=True)
@@ -34,26 +24,6 @@ class ClockRef:
     boot_id: str
     uptime_s: float
     received_at: datetime
-
-
-def record_fleet_status(conn: sqlite3.Connection, device_id: str, status: StatusMessage,
-                        received_at: datetime) -> None:
-    """Keep the settings version and, when the status has one, the clock reference."""
-    conn.execute("INSERT INTO device_fleet (device_id) VALUES (?) ON CONFLICT DO NOTHING", (device_id,))
-    if status.settings_version is not None:
-        conn.execute("UPDATE device_fleet SET settings_version = ? WHERE device_id = ?",
-                     (status.settings_version, device_id))
-    if status.boot_id and status.uptime_s is not None:
-        conn.execute("UPDATE device_fleet SET boot_id = ?, uptime_s = ?, clock_ref_at = ? WHERE device_id = ?",
-                     (status.boot_id, status.uptime_s, received_at.astimezone(UTC).isoformat(), device_id))
-
-
-def clock_reference(conn: sqlite3.Connection, device_id: str) -> ClockRef | None:
-    row = conn.execute("SELECT boot_id, uptime_s, clock_ref_at FROM device_fleet WHERE device_id = ?",
-                       (device_id,)).fetchone()
-    if not row or row[0] is None or row[1] is None or row[2] is None:
-        return None
-    return ClockRef(row[0], row[1], datetime.fromisoformat(row[2]))
 
 
 def placed_at(rating: Rating, ref: ClockRef | None, received_at: datetime) -> datetime:
@@ -116,20 +86,6 @@ def assess(row: dict, now: datetime, limits: Thresholds) -> Health:
     return Health(row["device_id"], row["hall_id"], row["window_id"], online, row.get("last_seen"), depth,
                   row.get("version"), None if row.get("clock_synced") is None else bool(row["clock_synced"]),
                   row.get("settings_version"), alerts)
-
-
-FLEET_QUERY = """
-SELECT d.device_id, d.hall_id, d.window_id, s.state, s.version, s.outbox_depth, s.oldest_unsent_at,
-       s.clock_synced, s.last_seen, f.settings_version
-FROM devices d LEFT JOIN device_status s USING (device_id) LEFT JOIN device_fleet f USING (device_id)
-ORDER BY d.device_id
-"""
-
-
-def fleet_rows(conn: sqlite3.Connection) -> list[dict]:
-    cursor = conn.execute(FLEET_QUERY)
-    names = [c[0] for c in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 def _parse(text: str | None) -> datetime | None:

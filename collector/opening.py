@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from pathlib import Path
 
-from hcp.collector.exc import NoStore, PolicyMismatch, StoreError
+from hcp.collector.exc import DatabaseError, DatabaseUnavailable, NoStore, PolicyMismatch, StoreError
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
-from hcp.collector.store.schema_meta import RecordedPolicy, record_policy, recorded_policy
+from hcp.collector.store.schema_meta import RecordedPolicy
 from hcp.config.policy import Profile
 from hcp.config.schema import CollectorConfig, PolicySection
-from hcp.db import transaction
 
 
 def open_store(config: CollectorConfig, *, create: bool = False, check_same_thread: bool = True,
@@ -45,7 +43,7 @@ def open_store(config: CollectorConfig, *, create: bool = False, check_same_thre
         # Any profile will do until settle_policy reads the recorded one.
         store = Store.open(path, PolicySection().load(), key, check_same_thread=check_same_thread,
                            heads_file=config.chain.heads_file)
-    except (OSError, sqlite3.Error) as err:
+    except (OSError, DatabaseError) as err:
         raise StoreError(f"{path}: cannot open the collector database ({_reason(err)})") from None
     try:
         store.profile = settle_policy(store, config, path, record=create, change=change_policy)
@@ -64,7 +62,7 @@ def settle_policy(store: Store, config: CollectorConfig, path: Path, *, record: 
     one (its overrides may have changed); the write proves the file writable.
     """
     given = config.policy if config.policy.model_fields_set else None
-    recorded = recorded_policy(store._conn)
+    recorded = store.recorded_policy()
     section = given or (PolicySection.model_validate(recorded.section) if recorded else config.policy)
     profile = section.load()
     if recorded is not None and given is not None and not (change and record) \
@@ -80,9 +78,8 @@ def settle_policy(store: Store, config: CollectorConfig, path: Path, *, record: 
 
 def _record(store: Store, policy: RecordedPolicy, path: Path) -> None:
     try:
-        with transaction(store._db):
-            record_policy(store._conn, policy)
-    except sqlite3.OperationalError as err:
+        store.record_policy(policy)
+    except DatabaseUnavailable as err:
         raise StoreError(f"{path}: the collector database is not writable ({_reason(err)})") from None
 
 

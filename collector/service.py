@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 import time
 import traceback
@@ -31,11 +30,11 @@ from datetime import datetime
 from pathlib import Path
 
 from hcp.collector.channels import Contacts
-from hcp.collector.exc import MessageRefused, StoreError
+from hcp.collector.exc import DatabaseError, MessageFailed, MessageRefused, StoreError
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.sealing import SealKey, open_cases, seal_key_path
-from hcp.collector.store import Answer, Store
+from hcp.collector.store import Answer, Store, database_errors
 from hcp.collector.store.chain import head_json as chain_head_json
 from hcp.collector.triage import triage
 from hcp.collector.upstream_identity import Identities
@@ -73,8 +72,6 @@ _PUBLISH_WAIT_S = 5.0
 #: A failed commit is tried again after this many seconds, doubling up to _RETRY_MAX_S.
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
-#: sqlite3 errors that one message's handling causes (a bug), as opposed to the database's state.
-_MESSAGE_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.InterfaceError)
 
 Reply = tuple[str, bytes]
 
@@ -250,8 +247,9 @@ class Collector:
         self._lifecycle_due = time.monotonic() + interval
         lifecycle = Lifecycle(self._store)
         try:
-            run = lifecycle.run_defaults(now_cst())
-        except sqlite3.Error as err:
+            with database_errors():
+                run = lifecycle.run_defaults(now_cst())
+        except DatabaseError as err:
             log.error("lifecycle job failed: %s; it runs again in %s s", err, interval)
             return
         if run.defaulted:
@@ -280,7 +278,7 @@ class Collector:
             try:
                 done = self._commit(batch)
                 break
-            except sqlite3.Error as err:
+            except DatabaseError as err:  # DatabaseUnavailable, DatabaseFull; or a rule broken at COMMIT
                 wait = backoff_delay(failures, _RETRY_FIRST_S, _RETRY_MAX_S)
                 failures += 1
                 log.error("could not commit %d message(s): %s; trying again in %.1f s", len(batch), err, wait)
@@ -302,14 +300,15 @@ class Collector:
             with self._store.savepoint():
                 return self._handle(item)
         except Exception as err:
-            if isinstance(err, sqlite3.Error) and not isinstance(err, _MESSAGE_ERRORS):
-                raise  # the database itself failed: the whole batch is tried again
+            if isinstance(err, DatabaseError) and not isinstance(err, MessageFailed):
+                raise  # the database itself failed (DatabaseUnavailable, DatabaseFull): the whole batch again
             # The supervisor boundary for one message: a bug must neither stop
             # the collector nor turn a rating into a wrong answer. Its content
-            # is not logged (it may name people).
-            where = traceback.extract_tb(err.__traceback__)[-1]
+            # is not logged (it may name people); where it broke is the engine's error's place.
+            cause = err.__cause__ if isinstance(err, MessageFailed) and err.__cause__ is not None else err
+            where = traceback.extract_tb(cause.__traceback__)[-1]
             log.error("processing a message on %s failed (%s at %s:%s); acknowledged without an answer, so "
-                      "its sender sends it again", item.incoming.topic, type(err).__name__, where.filename,
+                      "its sender sends it again", item.incoming.topic, type(cause).__name__, where.filename,
                       where.lineno)
             return []
 

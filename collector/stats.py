@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +31,8 @@ from hcp.domain import Channel, Grade, Kind
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from hcp.collector.store.stats import StatsQueries
 
 DIMENSIONS = ("hall", "window", "clerk", "item", "day", "month")
 HALL_DIMENSIONS = ("hall", "day", "month")
@@ -65,7 +66,7 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def compute(conn: sqlite3.Connection, profile: Profile, by: Sequence[str], *, start: date | None = None,
+def compute(store: StatsQueries, profile: Profile, by: Sequence[str], *, start: date | None = None,
             end: date | None = None, kind: Kind = Kind.SERVICE) -> list[dict]:
     """One row per group of ``by`` (e.g. ``("window",)`` or ``("day", "window")``), sorted by group.
 
@@ -78,8 +79,7 @@ def compute(conn: sqlite3.Connection, profile: Profile, by: Sequence[str], *, st
                              + ("" if kind is Kind.SERVICE else " for hall ratings"))
     span = ((start or date.min).isoformat(), (end or date.max).isoformat())
     tallies: dict[tuple, _Tally] = defaultdict(_Tally)
-    for hall, window, clerk, item, day, score, channel, excluded, listed in conn.execute(_RATINGS,
-                                                                                       (kind.value, *span)):
+    for hall, window, clerk, item, day, score, channel, excluded, listed in store.stats_ratings(kind.value, *span):
         tally = tallies[_group(by, hall, window, clerk, item, day)]
         if excluded or listed:
             tally.excluded[excluded or "listed"] += 1
@@ -87,7 +87,7 @@ def compute(conn: sqlite3.Connection, profile: Profile, by: Sequence[str], *, st
         tally.levels[score] += 1
         tally.defaults += channel == Channel.SYSTEM_DEFAULT.value
     if kind is Kind.SERVICE:
-        for hall, window, clerk, item, day, rated in conn.execute(_CASES, (*span, profile.failed_intake_ratable)):
+        for hall, window, clerk, item, day, rated in store.stats_cases(*span, profile.failed_intake_ratable):
             tally = tallies[_group(by, hall, window, clerk, item, day)]
             tally.completed += 1
             tally.rated += rated
@@ -113,19 +113,17 @@ def ranking(rows: list[dict]) -> list[dict]:
     return sorted(rated, key=lambda row: (row["satisfaction"], -(row["bad_rate"] or 0)))
 
 
-def timeliness(conn: sqlite3.Connection, now: datetime) -> dict:
+def timeliness(store: StatsQueries, now: datetime) -> dict:
     """差评 follow-up and appeal timeliness, from the records as of ``now``."""
-    at = now.astimezone(UTC).isoformat(timespec="microseconds")
-    followups = dict(zip(_FOLLOWUP_COLUMNS, conn.execute(_FOLLOWUP_TIMELINESS, {"now": at}).fetchone(), strict=True))
-    appeals = dict(zip(_APPEAL_COLUMNS, conn.execute(_APPEAL_TIMELINESS, {"now": at}).fetchone(), strict=True))
+    followups, appeals = store.followup_timeliness(now), store.appeal_timeliness(now)
     return {"followups": {k: v or 0 for k, v in followups.items()}, "appeals": {k: v or 0 for k, v in appeals.items()}}
 
 
-def disclosure(conn: sqlite3.Connection, profile: Profile, *, start: date | None = None,
+def disclosure(store: StatsQueries, profile: Profile, *, start: date | None = None,
                end: date | None = None) -> list[dict]:
     """Results per hall and window for the public: counts, rates, score. No clerk, rater or rating ids."""
     keep = ("window", "ratings", "good", "neutral", "bad", "good_rate", "bad_rate", "satisfaction", "participation")
-    return [{k: row[k] for k in keep} for row in compute(conn, profile, ("window",), start=start, end=end)]
+    return [{k: row[k] for k in keep} for row in compute(store, profile, ("window",), start=start, end=end)]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -201,58 +199,3 @@ def figure(rows: list[dict], *, title: str, time: str = "day", series: str | Non
 def _mean_score(rows: list[dict]) -> float:
     scores = [row["satisfaction"] for row in rows if row["satisfaction"] is not None]
     return sum(scores) / len(scores) if scores else 101.0
-
-
-_LISTED = """(SELECT rater_key FROM malicious_raters m WHERE action = 'add'
-               AND id = (SELECT max(id) FROM malicious_raters WHERE rater_key = m.rater_key))"""
-
-_RATINGS = f"""
-WITH rc AS (
-    SELECT r.rating_id, j.value AS case_id FROM ratings r, json_each(r.case_ids) j
-    UNION ALL SELECT rating_id, case_id FROM rating_links)
-SELECT r.hall_id, r.window_id, COALESCE(c.clerk_id, r.clerk_id), COALESCE(c.item_code, r.item_code), r.day,
-       r.score, r.channel, e.kind,
-       EXISTS (SELECT 1 FROM rc JOIN cases x USING (case_id) WHERE rc.rating_id = r.rating_id
-               AND x.applicant_key IN {_LISTED})
-FROM ratings r JOIN rating_outcomes o USING (rating_id)
-LEFT JOIN cases c ON c.case_id = (SELECT case_id FROM rc WHERE rc.rating_id = r.rating_id LIMIT 1)
-LEFT JOIN exclusions e ON e.rating_id = r.rating_id
-WHERE o.outcome = 'accepted' AND r.kind = ? AND r.day BETWEEN ? AND ?
-"""
-
-_CASES = f"""
-WITH rated AS (
-    SELECT j.value AS case_id FROM ratings r JOIN rating_outcomes o USING (rating_id), json_each(r.case_ids) j
-    WHERE o.outcome = 'accepted' AND r.kind = 'service' AND r.channel != '{Channel.SYSTEM_DEFAULT.value}'
-    UNION SELECT l.case_id FROM rating_links l JOIN rating_outcomes o USING (rating_id) WHERE o.outcome = 'accepted')
-SELECT hall_id, window_id, clerk_id, item_code, date(substr(completed_at, 1, 19), '+8 hours') AS day,
-       case_id IN (SELECT case_id FROM rated)
-FROM cases WHERE day BETWEEN ? AND ? AND (intake = 'ok' OR ?)
-"""
-
-_FOLLOWUP_COLUMNS = ("opened", "contact_deadlines", "contacted_on_time", "contacted_late", "contact_overdue",
-                     "rectify_deadlines", "resolved_on_time", "resolved_late", "rectify_overdue", "closed",
-                     "spot_checks_due", "spot_checked")
-_FOLLOWUP_TIMELINESS = """
-WITH f AS (
-    SELECT contact_due, rectify_due, spot_check,
-           (SELECT min(at) FROM followup_events e WHERE e.followup_id = x.id AND action = 'contact') AS contacted,
-           (SELECT min(at) FROM followup_events e WHERE e.followup_id = x.id AND action IN ('rectify', 'explain'))
-               AS resolved,
-           EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = x.id AND action = 'close') AS closed,
-           EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = x.id AND action = 'spot-check') AS checked
-    FROM followups x)
-SELECT count(*), count(contact_due), sum(contacted < contact_due), sum(contacted >= contact_due),
-       sum(contacted IS NULL AND :now >= contact_due),
-       count(rectify_due), sum(resolved < rectify_due), sum(resolved >= rectify_due),
-       sum(resolved IS NULL AND :now >= rectify_due), sum(closed), sum(spot_check AND closed), sum(checked)
-FROM f
-"""
-
-_APPEAL_COLUMNS = ("filed", "decided", "upheld", "review_deadlines", "decided_on_time", "decided_late",
-                   "review_overdue")
-_APPEAL_TIMELINESS = """
-SELECT count(*), count(d.id), sum(d.upheld), count(a.review_due), sum(d.decided_at < a.review_due),
-       sum(d.decided_at >= a.review_due), sum(d.id IS NULL AND :now >= a.review_due)
-FROM appeals a LEFT JOIN appeal_decisions d ON d.appeal_id = a.id
-"""

@@ -15,6 +15,7 @@ import pytest
 
 from hcp.cli import main
 from hcp.collector.channels import Contacts
+from hcp.collector.exc import DatabaseFull
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store, chain
@@ -166,7 +167,7 @@ def test_a_full_disk_inside_a_savepoint_is_reported_as_a_full_disk(tmp_path):
     store = Store(open_db(path, max_page_count=pages + 2), load_profile("ordos"), bytes(32))
     contacts = Contacts(store)
     # store.savepoint(): a message's savepoint; keeping phones is the last step of a cases message
-    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"), store.batch(), \
+    with pytest.raises(DatabaseFull, match="database or disk is full"), store.batch(), \
             store.savepoint():
         for n in range(1000):
             contacts.add(f"C{n:05d}", "13800000000")

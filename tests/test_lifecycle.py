@@ -191,8 +191,7 @@ def _followups(name, store, life):
 
 def _statistics(name, store, life):
     expected = EXPECTED[name]
-    conn = store._conn
-    rows = {row["window"]: row for row in compute(conn, store.profile, ("window",))}
+    rows = {row["window"]: row for row in compute(store, store.profile, ("window",))}
     w1, w2 = rows["h1/w1"], rows["h1/w2"]
     scores = expected["w1"]
     assert w1["ratings"] == len(scores)
@@ -205,15 +204,15 @@ def _statistics(name, store, life):
     assert (w2["good"], w2["neutral"], w2["bad"], w2["bad_rate"]) == (1, 1, 1, 0.3333)
     assert (w2["satisfaction"], w2["participation"], w2["excluded_listed"]) == (60.0, 1.0, 1)
     assert [row["window"] for row in ranking(list(rows.values()))] == ["h1/w2", "h1/w1"]
-    [month] = compute(conn, store.profile, ("month",))
+    [month] = compute(store, store.profile, ("month",))
     assert month["month"] == "2025-05" and month["ratings"] == len(scores) + 3
-    timely = timeliness(conn, t(1, month=6))
+    timely = timeliness(store, t(1, month=6))
     assert timely["followups"]["opened"] == 4 and timely["followups"]["closed"] == 1
-    public = disclosure(conn, store.profile)
+    public = disclosure(store, store.profile)
     assert all(set(row) >= {"window", "satisfaction"} and "clerk" not in row for row in public)
     # Taking M off the list counts M's ratings again.
     life.unlist_malicious(M, actor="sup1", reason="appeal by M granted", at=t(5, month=6))
-    w2_again = {row["window"]: row for row in compute(conn, store.profile, ("window",))}["h1/w2"]
+    w2_again = {row["window"]: row for row in compute(store, store.profile, ("window",))}["h1/w2"]
     assert w2_again["ratings"] == 4 and w2_again["excluded_listed"] == 0
 
 

@@ -106,7 +106,7 @@ def test_the_chart_follows_by_with_a_sorted_legend_and_bars_on_their_ticks(tmp_p
     _month(tmp_path)
     with Store.open(tmp_path / "collector.sqlite", load_profile("ordos"),
                     load_or_create_key(tmp_path / "collector.key")) as store:
-        rows = compute(store._conn, store.profile, ("day", "clerk"))
+        rows = compute(store, store.profile, ("day", "clerk"))
     fig = figure(rows, title="t", time="day", series="clerk")
     top, bottom = fig.axes
     assert [text.get_text() for text in top.get_legend().get_texts()] == ["k1", "k2"]

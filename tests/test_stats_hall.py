@@ -61,25 +61,25 @@ def store(tmp_path):
 
 def test_hall_ratings_are_counted_apart_once_per_person_per_day(store):
     hall_ids = play(store)
-    halls = {row["hall"]: row for row in compute(store._conn, store.profile, ("hall",), kind=Kind.HALL)}
+    halls = {row["hall"]: row for row in compute(store, store.profile, ("hall",), kind=Kind.HALL)}
     h1, h2 = halls["h1"], halls["h2"]
     assert (h1["ratings"], h1["l5"], h1["l4"], h1["l1"], h1["l2"]) == (3, 1, 1, 1, 0)  # 4, 1, 5; the 2 was a duplicate
     assert h1["satisfaction"] == round((4 + 1 + 5) / 3 * 20, 2)
     assert (h2["ratings"], h2["l3"], h2["satisfaction"]) == (1, 1, 60.0)
     assert not set(h1) & {"participation", "completed", "defaults", "default_share"}  # per-case figures
-    days = compute(store._conn, store.profile, ("day", "hall"), kind=Kind.HALL)
+    days = compute(store, store.profile, ("day", "hall"), kind=Kind.HALL)
     assert [(r["day"], r["hall"], r["ratings"]) for r in days] == [("2026-03-10", "h1", 2), ("2026-03-10", "h2", 1),
                                                                    ("2026-03-11", "h1", 1)]
     # The service statistics are untouched by the hall ratings: five service ratings.
-    service = {row["hall"]: row for row in compute(store._conn, store.profile, ("hall",))}
+    service = {row["hall"]: row for row in compute(store, store.profile, ("hall",))}
     assert (service["h1"]["ratings"], service["h2"]["ratings"]) == (4, 1)
     # An excluded hall rating is kept and counted apart.
     Lifecycle(store).exclude(hall_ids["a3"], "invalid", decided_by="sup1", reason="pressed by a child",
                              at=DAY2, raised_by_rater=True)
-    [h1] = [r for r in compute(store._conn, store.profile, ("hall",), kind=Kind.HALL) if r["hall"] == "h1"]
+    [h1] = [r for r in compute(store, store.profile, ("hall",), kind=Kind.HALL) if r["hall"] == "h1"]
     assert (h1["ratings"], h1["l1"], h1["excluded_invalid"]) == (2, 0, 1)
     with pytest.raises(ValueError, match="'window' is not one of hall, day, month for hall ratings"):
-        compute(store._conn, store.profile, ("window",), kind=Kind.HALL)
+        compute(store, store.profile, ("window",), kind=Kind.HALL)
 
 
 def test_stats_command_reports_hall_ratings(tmp_path, store, capsys):

@@ -8,5 +8,6 @@ hash chain over the records; ``chain_api`` gives the Store its chain methods.
 """
 
 from hcp.collector.store.core import DEFAULT_PREFIX, Answer, Device, Store, WindowCount
+from hcp.collector.store.errors import database_errors
 
-__all__ = ["DEFAULT_PREFIX", "Answer", "Device", "Store", "WindowCount"]
+__all__ = ["DEFAULT_PREFIX", "Answer", "Device", "Store", "WindowCount", "database_errors"]

@@ -16,9 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from hcp.collector.exc import StoreError
+from hcp.collector.exc import DatabaseError, StoreError
 from hcp.collector.store import chain
 from hcp.collector.store.chain import Head, Problem
+from hcp.collector.store.errors import database_errors
 from hcp.domain import now_cst
 
 log = logging.getLogger("hcp.collector.store")
@@ -85,8 +86,9 @@ class ChainQueries:
 
 @contextmanager
 def _database_errors(doing: str) -> Iterator[None]:
-    """Translate the database's errors into StoreError, saying what could not be done and why."""
+    """Translate the database's errors into StoreError (its DatabaseError kind), saying what could not be done."""
     try:
-        yield
-    except sqlite3.Error as err:
-        raise StoreError(f"{doing}: the database says {err}") from err
+        with database_errors():  # also what a unit inside translated already
+            yield
+    except DatabaseError as err:
+        raise type(err)(f"{doing}: the database says {err}") from err

@@ -26,16 +26,21 @@ from pathlib import Path
 import sqlite_utils
 
 from hcp.collector.exc import MessageRefused, StoreError, UnknownDevice
-from hcp.collector.fleet import clock_reference, fleet_rows, placed_at, record_fleet_status
-from hcp.collector.linking import button_moment, nearest_unrated_case, window_key
+from hcp.collector.fleet import placed_at
+from hcp.collector.linking import button_moment, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
 from hcp.collector.store.chain import seal
 from hcp.collector.store.chain_api import ChainQueries
+from hcp.collector.store.channels import ChannelQueries
+from hcp.collector.store.errors import database_errors
+from hcp.collector.store.fleet import FleetQueries
 from hcp.collector.store.identities import IdentityQueries
 from hcp.collector.store.lifecycle import LifecycleQueries
 from hcp.collector.store.outboxes import OutboxQueries
 from hcp.collector.store.schema import MIGRATIONS
+from hcp.collector.store.schema_meta import RecordedPolicy, claim_request, record_policy, recorded_policy
+from hcp.collector.store.stats import StatsQueries
 from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
 from hcp.db import json_list, migrate, open_db, transaction
@@ -91,7 +96,8 @@ class WindowCount:
         return self.good + self.neutral + self.bad
 
 
-class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries):
+class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, FleetQueries, StatsQueries,
+            ChannelQueries):
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
     def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,
@@ -116,9 +122,10 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries):
     @classmethod
     def open(cls, path: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True,
              calendar: Calendar | None = None, heads_file: Path | None = None) -> Store:
-        """A store over the SQLite file ``path`` (created and migrated as needed)."""
-        return cls(open_db(path, check_same_thread=check_same_thread), profile, key, calendar=calendar,
-                   heads_file=heads_file)
+        """A store over the SQLite file ``path`` (created and migrated as needed); DatabaseError if it cannot."""
+        with database_errors():
+            return cls(open_db(path, check_same_thread=check_same_thread), profile, key, calendar=calendar,
+                       heads_file=heads_file)
 
     def close(self) -> None:
         """Sign the chain head if it moved, then close the database; safe to call twice."""
@@ -134,6 +141,22 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- what the database records about itself ----------------------------
+
+    def recorded_policy(self) -> RecordedPolicy | None:
+        """The policy the database was made under, or None for a database made before it was recorded."""
+        return recorded_policy(self._conn)
+
+    def record_policy(self, policy: RecordedPolicy) -> None:
+        """Record (or replace) the database's policy, in a transaction of its own."""
+        with database_errors(), transaction(self._db):
+            record_policy(self._conn, policy)
+
+    def claim_request(self, digest: str, device_id: str, at: str) -> str | None:
+        """Record a registration request as imported; when it already was, return when (and record nothing)."""
+        with self._unit():
+            return claim_request(self._conn, digest, device_id, at)
+
     # -- transactions -------------------------------------------------------
 
     @contextmanager
@@ -141,29 +164,36 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries):
         """One transaction around several calls; each call inside is its own savepoint.
 
         Every commit ends by sealing the new records into the hash chain, so
-        no committed record is ever outside it.
+        no committed record is ever outside it. The engine's errors leave it
+        as :class:`~hcp.collector.exc.DatabaseError` (hcp.collector.store.errors).
         """
-        with transaction(self._db):
+        with database_errors(), transaction(self._db):
             yield
             sealed = seal(self._conn)
         self._unsigned = self._unsigned or bool(sealed)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A savepoint inside :meth:`batch`: rolled back alone when the block raises."""
+        """A savepoint inside :meth:`batch`: rolled back alone when the block raises.
+
+        The engine's errors leave it translated: :class:`~hcp.collector.exc.MessageFailed`
+        when the block broke a rule, :class:`~hcp.collector.exc.DatabaseUnavailable` (or
+        ``DatabaseFull``) when the database failed, which rolls back the whole batch.
+        """
         if not self._conn.in_transaction:
             raise StoreError("savepoint outside a transaction: use Store.batch()")
         self._savepoints += 1
         name = f"sp{self._savepoints}"
-        self._conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            self._roll_back_to(name)
-            raise
-        finally:
-            self._savepoints -= 1
-        self._conn.execute(f"RELEASE {name}")
+        with database_errors():
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                self._roll_back_to(name)
+                raise
+            finally:
+                self._savepoints -= 1
+            self._conn.execute(f"RELEASE {name}")
 
     def _roll_back_to(self, name: str) -> None:
         """Undo a savepoint after its block failed, never hiding why it failed.
@@ -239,12 +269,8 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries):
                 "clock_synced, at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (device_id, status.state, status.version, status.outbox_depth, _ts_or_none(status.oldest_unsent_at),
                  status.clock_synced, _ts_or_none(status.at), _ts(received_at)))
-            record_fleet_status(self._conn, device_id, status, received_at)
+            self._record_fleet_status(device_id, status, received_at)
         return True
-
-    def fleet(self) -> list[dict]:
-        """Every registered terminal with its last status and fleet facts, for hcp.collector.fleet.assess."""
-        return fleet_rows(self._conn)
 
     # -- cases --------------------------------------------------------------
 
@@ -363,8 +389,8 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries):
         taken: set[str] = set()
         for rating_id, rated_at, synced, received, day, device_id, hall_id, window_id in waiting:
             moment = button_moment(datetime.fromisoformat(rated_at), bool(synced), datetime.fromisoformat(received))
-            case_id = nearest_unrated_case(self._conn, hall_id, window_id, moment,
-                                           self.profile.button_link_minutes, taken)
+            case_id = self.nearest_unrated_case(hall_id, window_id, moment, self.profile.button_link_minutes,
+                                                taken)
             if case_id is None:
                 continue
             taken.add(case_id)
@@ -537,8 +563,8 @@ class _Ingest:
             if rating.case_ids or rating.kind != Kind.SERVICE:
                 continue
             moment = button_moment(rating.rated_at, rating.clock_synced, self.received_at)
-            case_id = nearest_unrated_case(self.store._conn, device.hall_id, device.window_id, moment,
-                                           self.store.profile.button_link_minutes, set(links.values()))
+            case_id = self.store.nearest_unrated_case(device.hall_id, device.window_id, moment,
+                                                      self.store.profile.button_link_minutes, set(links.values()))
             if case_id is not None:
                 links[rating.rating_id] = case_id
         return links
@@ -591,7 +617,7 @@ class _Ingest:
             # Most terminals send China time: its date is the China date, with no conversion.
             return moment.date() if moment.utcoffset() == _CST_OFFSET else china_date(moment)
         if not hasattr(self, "_clock_ref"):
-            self._clock_ref = clock_reference(self.store._conn, self.device_id)
+            self._clock_ref = self.store.clock_reference(self.device_id)
         return china_date(placed_at(rating, self._clock_ref, self.received_at))
 
     def _write(self, rows: list[tuple], claims: list[tuple[str, str]], pending: list[tuple[str, str]]) -> None:

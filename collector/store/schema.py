@@ -113,11 +113,19 @@ def m002_rating_links(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX rating_links_case ON rating_links (case_id)")
 
 
+_FLEET_TABLE = """
+CREATE TABLE IF NOT EXISTS device_fleet (
+    device_id        TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
+    settings_version INTEGER,
+    boot_id          TEXT,
+    uptime_s         REAL,
+    clock_ref_at     TEXT
+)"""
+
+
 def m003_fleet(db: sqlite_utils.Database) -> None:
     """Fleet health: the settings version each terminal runs and its clock reference (hcp.collector.fleet)."""
-    from hcp.collector.fleet import FLEET_TABLE
-
-    db.execute(FLEET_TABLE)
+    db.execute(_FLEET_TABLE)
 
 
 MIGRATIONS = [m001_collector, m002_rating_links, m003_fleet, m004_lifecycle, m005_channels, m006_chain_blocks,

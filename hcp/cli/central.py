@@ -194,7 +194,7 @@ def remove_device(args: argparse.Namespace) -> int:
 
 
 def import_device(args: argparse.Namespace) -> int:
-    from hcp.collector.store.schema_meta import claim_request, request_digest
+    from hcp.collector.store.schema_meta import request_digest
     from hcp.domain import now_cst
     from hcp.registration import verify_request
 
@@ -205,7 +205,7 @@ def import_device(args: argparse.Namespace) -> int:
     binding = verify_request(document, args.ca, args.crl or args.ca.with_name("crl.pem"))
     digest = request_digest(document["request"])
     with open_store(args) as store, store.batch():
-        earlier = claim_request(store._conn, digest, binding.device_id, now_cst().isoformat())
+        earlier = store.claim_request(digest, binding.device_id, now_cst().isoformat())
         if earlier:
             raise HcpError(f"{args.file}: this request was imported already ({earlier}); a request registers "
                            "once: have the terminal make a new one ('hcp provision')")

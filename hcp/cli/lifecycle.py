@@ -366,12 +366,12 @@ def stats(args: argparse.Namespace) -> int:
     store = open_store(args)
     with store:
         try:
-            rows = st.compute(store._conn, store.profile, by, start=args.start, end=args.end, kind=kind)
+            rows = st.compute(store, store.profile, by, start=args.start, end=args.end, kind=kind)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        timely = st.timeliness(store._conn, now_cst()) if kind is Kind.SERVICE else None
+        timely = st.timeliness(store, now_cst()) if kind is Kind.SERVICE else None
         time_dim, series = _chart_axes(by)
-        charted = st.compute(store._conn, store.profile, (time_dim, *((series,) if series else ())),
+        charted = st.compute(store, store.profile, (time_dim, *((series,) if series else ())),
                              start=args.start, end=args.end, kind=kind) if args.out else []
     _print_table(rows, by, per_case=kind is Kind.SERVICE)
     if timely is not None:
@@ -427,7 +427,7 @@ def disclose(args: argparse.Namespace) -> int:
 
     store = open_store(args)
     with store:
-        rows = st.disclosure(store._conn, store.profile, start=args.start, end=args.end)
+        rows = st.disclosure(store, store.profile, start=args.start, end=args.end)
     st.write_csv(rows, args.out / "disclosure.csv")
     st.write_json({"policy": store.profile.name, "from": str(args.start or ""), "to": str(args.end or ""),
                    "units": rows}, args.out / "disclosure.json")
