@@ -7,6 +7,7 @@ carries its boot id and uptime too, and the collector keeps the last one with
 its own receive time: a rating of the same boot happened ``uptime_status -
 uptime_rating`` seconds before that status arrived. With no reference for
 that boot the receive time is used (a bound: the rating cannot be later).
+The store keeps and reads the references (``Store.clock_reference``, ``Store.fleet``).
 """
 
 from __future__ import annotations
