@@ -69,3 +69,21 @@ def test_only_the_storage_layer_speaks_sql():
                if layer not in path.parents]
     speaking = {str(path.relative_to(ROOT)): marks for path in modules if (marks := sql_marks(path))}
     assert speaking == NOT_YET_IN_THE_STORAGE_LAYER
+
+
+def _reaches_into_a_store(node: ast.AST) -> bool:
+    """``store._x`` or ``<anything>.store._x``: a private name of the Store used from outside."""
+    if not (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")):
+        return False
+    owner = node.value
+    return (isinstance(owner, ast.Name) and owner.id == "store") or \
+        (isinstance(owner, ast.Attribute) and owner.attr == "store")
+
+
+def test_nothing_outside_the_storage_layer_uses_the_stores_private_names():
+    layer = ROOT / "collector" / "store"
+    reaching = sorted(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}"
+                      for package in ("collector", "hcp/cli") for path in sorted((ROOT / package).rglob("*.py"))
+                      if layer not in path.parents
+                      for node in ast.walk(ast.parse(path.read_text("utf-8"))) if _reaches_into_a_store(node))
+    assert reaching == []
