@@ -21,6 +21,8 @@ _SQLITE_FULL = 13
 _MESSAGE_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.InterfaceError)
 
 
+# sqlite-only: sqlite3's error classes and result codes; psycopg's twin maps its classes and SQLSTATEs
+# (IntegrityError/DataError/ProgrammingError -> MessageFailed, 53100 disk_full -> DatabaseFull, the rest unavailable).
 def translate(err: sqlite3.Error) -> DatabaseError:
     """The collector's error for an engine error (raise it ``from err``)."""
     text = str(err)
