@@ -74,6 +74,10 @@ def test_results_of_a_statement_without_rows_read_empty(engine: Engine):
     assert (result.rowcount, result.fetchone(), result.fetchall()) == (1, None, [])
     assert engine.executemany("UPDATE t SET n = n + ? WHERE id = ?", [(1, "a"), (2, "a"), (3, "zz")]).rowcount == 2
     assert engine.execute("SELECT n FROM t").fetchall() == [(3,)]
+    engine.executemany("INSERT INTO t (id) VALUES (?)", [("b",), ("c",)])
+    rows = engine.execute("SELECT id, n FROM t ORDER BY id")
+    assert [column[0] for column in rows.description] == ["id", "n"]
+    assert (rows.fetchmany(2), rows.fetchmany(2), rows.fetchmany(2)) == ([("a", 3), ("b", 0)], [("c", 0)], [])
 
 
 # -- transactions -------------------------------------------------------------------
@@ -113,6 +117,20 @@ def test_after_a_failed_statement_only_a_rollback_may_follow_on_both_engines(eng
     assert _ids(engine) == []
     with pytest.raises(StoreError, match="outside a transaction"), engine.savepoint():
         pass
+
+
+def test_a_transaction_sqlite_rolled_back_itself_goes_no_further(tmp_path: Path):
+    """A full disk makes SQLite drop the whole transaction: later statements must not run (and commit) alone."""
+    with connect(tmp_path / "full.db") as db:
+        db.execute("CREATE TABLE t (id TEXT PRIMARY KEY, b BLOB)")
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0] + 8}")
+        with pytest.raises(StoreError, match="rolled back by the database"), db.transaction():
+            db.execute("INSERT INTO t VALUES ('a', NULL)")
+            with pytest.raises(DatabaseFull), db.savepoint():
+                db.execute("INSERT INTO t VALUES ('big', zeroblob(200000))")
+            db.execute("INSERT INTO t VALUES ('c', NULL)")
+        assert db.execute("SELECT id FROM t").fetchall() == []
+        assert not db.in_transaction
 
 
 def test_close_is_idempotent_and_final(engine: Engine):

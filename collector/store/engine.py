@@ -182,6 +182,14 @@ class Result:
     def fetchone(self) -> tuple[Any, ...] | None:
         return self._fetch(self._cursor.fetchone) if self._rows else None
 
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        return self._fetch(lambda: self._cursor.fetchmany(size)) if self._rows else []
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None:
+        """The columns (name first), or None for a statement without rows."""
+        return self._cursor.description
+
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self._fetch(self._cursor.fetchall) if self._rows else []
 
@@ -208,6 +216,7 @@ class Engine:
     def __init__(self) -> None:
         self._savepoints = 0
         self._aborted = False  # a statement failed in the transaction: only a rollback may follow
+        self._open = False  # inside transaction(): the connection must still be in a transaction
         self._closed = False
 
     # -- life ---------------------------------------------------------------
@@ -241,13 +250,24 @@ class Engine:
     def _run(self, step: Any) -> Any:
         if self._closed:
             raise StoreError("the database connection is closed")
+        self._check_not_lost()
         if self._aborted:
             raise StoreError("a statement failed in this transaction: roll back to a savepoint or roll back first")
         try:
             return step()
         except (sqlite3.Error, psycopg.Error) as err:
-            self._aborted = self.in_transaction
+            self._aborted = self._open
             raise translate_any(err) from err
+
+    def _check_not_lost(self) -> None:
+        """Refuse to go on outside the transaction a block believes it is in.
+
+        SQLite rolls a whole transaction back on some errors (a full disk), and
+        a PostgreSQL connection can drop: the next statement would otherwise
+        run (and commit) on its own.
+        """
+        if self._open and not self.in_transaction:
+            raise StoreError("the transaction was rolled back by the database: nothing of it was kept")
 
     # -- transactions -------------------------------------------------------
 
@@ -261,18 +281,24 @@ class Engine:
         if self.in_transaction:
             raise StoreError("a transaction is already open: use savepoint() inside it")
         self._control(self._begin_sql)
+        self._open = True
         try:
-            yield self
-        except BaseException:
-            self._rollback()
-            raise
-        try:
-            if self._aborted:  # PostgreSQL would answer COMMIT with a silent ROLLBACK
-                raise StoreError("a statement failed in this transaction and was not rolled back: nothing committed")
-            self._control("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
+            try:
+                yield self
+            except BaseException:
+                self._rollback()
+                raise
+            try:
+                if self._aborted:  # PostgreSQL would answer COMMIT with a silent ROLLBACK
+                    raise StoreError("a statement failed in this transaction and was not rolled back: "
+                                     "nothing committed")
+                self._check_not_lost()
+                self._control("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        finally:
+            self._open = False
 
     @contextmanager
     def savepoint(self) -> Iterator[Engine]:
@@ -287,20 +313,19 @@ class Engine:
         self._savepoints += 1
         name = f"sp{self._savepoints}"
         try:
-            self._control(f"SAVEPOINT {name}")
+            self._run(lambda: self._raw(f"SAVEPOINT {name}"))
             try:
                 yield self
             except BaseException:
                 self._roll_back_to(name)
                 raise
-            self._control(f"RELEASE SAVEPOINT {name}")
+            self._run(lambda: self._raw(f"RELEASE SAVEPOINT {name}"))
         finally:
             self._savepoints -= 1
 
     def _roll_back_to(self, name: str) -> None:
         if not self.in_transaction:
-            self._aborted = False
-            return
+            return  # the transaction is gone: transaction() ends it
         try:
             self._raw(f"ROLLBACK TO SAVEPOINT {name}")
             self._raw(f"RELEASE SAVEPOINT {name}")
