@@ -65,6 +65,8 @@ def test_the_rewrite_itself():
         ("SELECT '?', \"a?\", %s /* ? */ -- ?\n, %s", False)
     assert pg_sql("SELECT :a::text, 'it''s :b', x % 2") == ("SELECT %(a)s::text, 'it''s :b', x %% 2", False)
     assert pg_sql("SELECT '%'") == ("SELECT '%%'", False)
+    assert pg_sql("DO $body$ BEGIN RAISE NOTICE '? %'; END $body$; SELECT ?") == \
+        ("DO $body$ BEGIN RAISE NOTICE '? %%'; END $body$; SELECT %s", False)
     assert pg_params("SELECT ?2, ?1", ("a", "b")) == ("SELECT %(2)s, %(1)s", {"1": "a", "2": "b"})
     assert pg_params("SELECT 1", None) == ("SELECT 1", ())
 

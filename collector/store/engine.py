@@ -29,7 +29,9 @@ Rules that make both engines look like SQLite to the layer:
   comments, a literal ``%`` becomes ``%%``, and ``::`` casts are left alone.
   Parameters are always passed (an empty tuple if none), so the escaping holds
   for every statement. Server-side binding (psycopg's default) is kept on
-  purpose: values never enter the SQL text.
+  purpose: values never enter the SQL text. Dollar-quoted bodies are kept too;
+  not understood: ``E'…\''`` backslash escapes, jsonb's ``?`` operators (write
+  ``jsonb_exists()``), ``a[lo:hi]`` slices with a named bound.
 * **Values.** text -> ``str``, integers -> ``int``, ``bytea`` -> ``bytes``,
   ``double precision`` -> ``float`` on both. On PostgreSQL a ``boolean``
   result is read as ``0``/``1`` and a Python ``bool`` parameter is sent as a
@@ -37,6 +39,8 @@ Rules that make both engines look like SQLite to the layer:
   ``numeric`` (what ``sum()`` of ``bigint`` returns) is read as ``int`` when
   whole, else ``float``; ``json``/``jsonb`` are read as their text, as SQLite
   stores JSON. Times are text columns on both engines (pg_schema.py).
+  PostgreSQL is stricter about parameter types: an ``int`` parameter compared
+  with a ``text`` column is an error there (SQLite compares anyway).
 * **Transactions.** PostgreSQL runs in autocommit with explicit ``BEGIN`` /
   ``COMMIT``: no connection idles in a transaction. After a failed statement
   inside a transaction both engines refuse further statements until the
@@ -76,7 +80,7 @@ _URL_SCHEMES = ("postgresql://", "postgres://")
 
 #: What the rewrite must step over whole (literals, identifiers, comments), or rewrite (placeholders, %).
 _TOKENS = re.compile(r"""
-    (?P<skip>'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|::)
+    (?P<skip>'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|::|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$)
   | (?P<numbered>\?\d+)
   | (?P<qmark>\?)
   | (?P<named>(?<!:):[A-Za-z_][A-Za-z0-9_]*)
