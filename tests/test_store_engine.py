@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +110,16 @@ def test_a_failed_statement_in_a_savepoint_rolls_back_only_that_savepoint(engine
     assert _ids(engine) == ["a", "b", "d"]
 
 
+def test_a_failed_executemany_in_a_savepoint_leaves_the_transaction_usable(engine: Engine):
+    """Group commit: one message's batch insert hits a taken key; only its savepoint goes."""
+    with engine.transaction():
+        engine.execute("INSERT INTO t (id) VALUES ('a')")
+        with pytest.raises(MessageFailed), engine.savepoint():
+            engine.executemany("INSERT INTO t (id) VALUES (?)", [("b",), ("a",), ("c",)])
+        engine.executemany("INSERT INTO t (id) VALUES (?)", [("d",), ("e",)])
+    assert _ids(engine) == ["a", "d", "e"]
+
+
 def test_after_a_failed_statement_only_a_rollback_may_follow_on_both_engines(engine: Engine):
     with pytest.raises(StoreError, match="nothing committed"), engine.transaction():
         engine.execute("INSERT INTO t (id) VALUES ('a')")
@@ -200,6 +211,35 @@ def test_postgresql_serialization_failure_is_unavailable(pg_cluster: Cluster, pg
             first.execute("UPDATE t SET n = 1")  # commits on its own (autocommit)
             second.execute("UPDATE t SET n = 2")
         assert isinstance(caught.value.__cause__, psycopg.errors.SerializationFailure)
+
+
+def test_postgresql_deadlock_is_unavailable(pg_cluster: Cluster, pg_database: str):
+    url = _url(pg_cluster, pg_database)
+    with connect(url) as first, connect(url) as second:
+        first.execute("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)")
+        first.executemany("INSERT INTO t VALUES (?, 0)", [("a",), ("b",)])
+        first.execute("SET deadlock_timeout = '100ms'")
+        second.execute("SET deadlock_timeout = '100ms'")
+        failures: list[BaseException] = []
+
+        def lock(db: Engine, mine: str, theirs: str, both_hold: threading.Barrier) -> None:
+            try:
+                with db.transaction():
+                    db.execute("UPDATE t SET n = 1 WHERE id = ?", (mine,))
+                    both_hold.wait(5)
+                    db.execute("UPDATE t SET n = 1 WHERE id = ?", (theirs,))
+            except DatabaseError as err:
+                failures.append(err)
+
+        both_hold = threading.Barrier(2)
+        threads = [threading.Thread(target=lock, args=(first, "a", "b", both_hold)),
+                   threading.Thread(target=lock, args=(second, "b", "a", both_hold))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert [type(err) for err in failures] == [DatabaseUnavailable]
+        assert isinstance(failures[0].__cause__, psycopg.errors.DeadlockDetected)
 
 
 def test_postgresql_connection_drop_is_unavailable(pg_cluster: Cluster, pg_database: str):
