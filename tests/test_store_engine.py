@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,3 +298,11 @@ def test_no_server_is_unavailable_and_paths_are_sqlite(tmp_path: Path):
     with connect(tmp_path / "a" / "b.db") as db:
         assert db.dialect == "sqlite"
 
+
+def test_a_collector_on_sqlite_never_loads_psycopg(tmp_path: Path):
+    code = ("import sys; from hcp.collector.store.core import Store; from hcp.collector.store.engine import connect; "
+            "from hcp.collector.store.errors import database_errors; "
+            f"db = connect({str(tmp_path / 'x.db')!r}); db.execute('SELECT 1'); "
+            "print('psycopg' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

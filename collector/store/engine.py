@@ -17,6 +17,8 @@ Next step (issue 13), what the Store swap needs:
   ``typeof``/``hex``/``json_array`` (the chain's canonical bytes), ``date(...,
   '+8 hours')``, sums of booleans and ``sqlite_master`` need hand-written
   PostgreSQL twins (collector/store/pg_schema.py's notes say which).
+* The PostgreSQL classes live in engine_pg.py, imported by :func:`connect`
+  only for a URL, so a collector on SQLite never loads psycopg.
 * Migrations: SQLite keeps ``hcp.db.migrate`` on :attr:`Engine.sqlite`;
   PostgreSQL runs ``pg_schema``'s. Config validation still refuses URLs: it
   opens to users only once the Store runs on PostgreSQL.
@@ -58,19 +60,18 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import psycopg
 import sqlite_utils
-from psycopg import pq
-from psycopg.adapt import Dumper, Loader
 
 from hcp.collector.exc import StoreError
-from hcp.collector.store.errors import translate_any
+from hcp.collector.store.errors import engine_errors, translate_any
 from hcp.db import open_db
+
+if TYPE_CHECKING:
+    import psycopg
 
 Dialect = Literal["sqlite", "postgresql"]
 Params = Sequence[Any] | Mapping[str, Any] | None
@@ -124,49 +125,6 @@ def pg_params(sql: str, params: Params) -> tuple[str, Sequence[Any] | Mapping[st
     return query, params
 
 
-# -- PostgreSQL values as SQLite gives them ----------------------------------------
-
-
-class _BoolAsInt(Loader):
-    """``boolean`` results as 0/1, as SQLite's comparisons give them."""
-
-    def load(self, data: Any) -> int:
-        return 1 if bytes(data) == b"t" else 0
-
-
-class _NumericAsNumber(Loader):
-    """``numeric`` (``sum()`` of integers) as ``int`` when whole, else ``float``: what SQLite returns."""
-
-    def load(self, data: Any) -> int | float:
-        value = Decimal(bytes(data).decode("ascii"))
-        return int(value) if value == value.to_integral_value() else float(value)
-
-
-class _JsonAsText(Loader):
-    """``json``/``jsonb`` as the text SQLite stores."""
-
-    def load(self, data: Any) -> str:
-        return bytes(data).decode("utf-8")
-
-
-class _BoolAsBigint(Dumper):
-    """A Python ``bool`` parameter as ``bigint`` 0/1: the schema's flags are integers, as on SQLite."""
-
-    oid = psycopg.postgres.types["int8"].oid
-
-    def dump(self, obj: bool) -> bytes:
-        return b"1" if obj else b"0"
-
-
-def _adapt(conn: psycopg.Connection[Any]) -> None:
-    adapters = conn.adapters
-    adapters.register_loader("bool", _BoolAsInt)
-    adapters.register_loader("numeric", _NumericAsNumber)
-    adapters.register_loader("json", _JsonAsText)
-    adapters.register_loader("jsonb", _JsonAsText)
-    adapters.register_dumper(bool, _BoolAsBigint)
-
-
 # -- results --------------------------------------------------------------------
 
 
@@ -205,7 +163,7 @@ class Result:
     def _fetch(step: Any) -> Any:
         try:
             return step()
-        except (sqlite3.Error, psycopg.Error) as err:
+        except engine_errors() as err:
             raise translate_any(err) from err
 
 
@@ -259,7 +217,7 @@ class Engine:
             raise StoreError("a statement failed in this transaction: roll back to a savepoint or roll back first")
         try:
             return step()
-        except (sqlite3.Error, psycopg.Error) as err:
+        except engine_errors() as err:
             self._aborted = self._open
             raise translate_any(err) from err
 
@@ -334,7 +292,7 @@ class Engine:
             self._raw(f"ROLLBACK TO SAVEPOINT {name}")
             self._raw(f"RELEASE SAVEPOINT {name}")
             self._aborted = False
-        except (sqlite3.Error, psycopg.Error):
+        except engine_errors():
             self._rollback()
 
     def _rollback(self) -> None:
@@ -343,7 +301,7 @@ class Engine:
         try:
             if self.in_transaction:
                 self._raw("ROLLBACK")
-        except (sqlite3.Error, psycopg.Error):
+        except engine_errors():
             pass
 
     def _control(self, sql: str) -> None:
@@ -352,7 +310,7 @@ class Engine:
             raise StoreError("the database connection is closed")
         try:
             self._raw(sql)
-        except (sqlite3.Error, psycopg.Error) as err:
+        except engine_errors() as err:
             raise translate_any(err) from err
 
     # -- dialect helpers ----------------------------------------------------
@@ -435,7 +393,7 @@ class SqliteEngine(Engine):
         return "SELECT value FROM json_each(?)", json.dumps(list(ids), ensure_ascii=False)
 
     def insert_ignore(self, table: str, columns: Sequence[str], values: str | None = None) -> str:
-        return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({values or _marks(columns)})"
+        return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({values or marks(columns)})"
 
     @property
     def no_limit(self) -> str:
@@ -456,61 +414,7 @@ class SqliteEngine(Engine):
         return self._conn.total_changes - before
 
 
-class PostgresEngine(Engine):
-    """PostgreSQL through psycopg 3: one autocommit connection, explicit transaction blocks."""
-
-    dialect: Dialect = "postgresql"
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        super().__init__()
-        self._conn = conn
-        _adapt(conn)
-
-    @property
-    def in_transaction(self) -> bool:
-        if self._closed or self._conn.closed:
-            return False
-        return self._conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
-
-    def _execute(self, sql: str, params: Params) -> Result:
-        query, values = pg_params(sql, params)
-        return Result(self._conn.execute(query, values), "postgresql")  # type: ignore[arg-type]
-
-    def _executemany(self, sql: str, rows: list[Params]) -> Result:
-        cursor = self._conn.cursor()
-        if not rows:
-            return Result(cursor, "postgresql")
-        query, _ = pg_params(sql, rows[0])
-        cursor.executemany(query, [pg_params(sql, row)[1] for row in rows])  # type: ignore[arg-type]
-        return Result(cursor, "postgresql")
-
-    def _raw(self, sql: str) -> None:
-        self._conn.execute(sql)
-
-    def _close(self) -> None:
-        self._conn.close()
-
-    def id_list(self, ids: Iterable[str]) -> tuple[str, Any]:
-        return "SELECT unnest(CAST(? AS text[])) AS value", list(ids)
-
-    def insert_ignore(self, table: str, columns: Sequence[str], values: str | None = None) -> str:
-        return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values or _marks(columns)}) "
-                "ON CONFLICT DO NOTHING")
-
-    @property
-    def no_limit(self) -> str:
-        return "ALL"
-
-    def limit(self, count: int | None) -> int | None:
-        return count  # LIMIT NULL is no limit
-
-    def insert_id(self, sql: str, params: Params = None, column: str = "id") -> int:
-        row = self.execute(f"{sql} RETURNING {column}", params).fetchone()
-        assert row is not None
-        return row[0]
-
-
-def _marks(columns: Sequence[str]) -> str:
+def marks(columns: Sequence[str]) -> str:
     return ", ".join("?" * len(columns))
 
 
@@ -528,12 +432,9 @@ def connect(database: str | Path, *, check_same_thread: bool = True, connect_tim
     """
     try:
         if is_url(database):
-            conn = psycopg.connect(str(database), autocommit=True, **_default_timeout(str(database), connect_timeout))
-            return PostgresEngine(conn)
+            from hcp.collector.store.engine_pg import connect_pg  # psycopg is loaded only for a server
+
+            return connect_pg(str(database), connect_timeout)
         return SqliteEngine(open_db(database, check_same_thread=check_same_thread))
-    except (sqlite3.Error, psycopg.Error) as err:
+    except engine_errors() as err:
         raise translate_any(err) from err
-
-
-def _default_timeout(url: str, seconds: int) -> dict[str, Any]:
-    return {} if "connect_timeout" in url else {"connect_timeout": seconds}

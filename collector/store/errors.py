@@ -13,11 +13,10 @@ Both engines are translated here: :func:`translate` for sqlite3 and
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import psycopg
-from psycopg import errors as pg_errors
+from typing import TYPE_CHECKING
 
 from hcp.collector.exc import DatabaseError, DatabaseFull, DatabaseUnavailable, MessageFailed
 
@@ -25,8 +24,9 @@ from hcp.collector.exc import DatabaseError, DatabaseFull, DatabaseUnavailable, 
 _SQLITE_FULL = 13
 #: Errors that one message's statements cause (a broken key, a bad value, a misuse), not the database's state.
 _MESSAGE_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError, sqlite3.InterfaceError)
-#: psycopg's twin: a broken constraint, a bad value, a wrong statement (SQLSTATE classes 23, 22, 42 …).
-_PG_MESSAGE_ERRORS = (psycopg.IntegrityError, psycopg.DataError, psycopg.ProgrammingError)
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 # sqlite-only: sqlite3's error classes and result codes; psycopg's twin is translate_pg below.
@@ -54,10 +54,13 @@ def translate_pg(err: psycopg.Error) -> DatabaseError:
     IntegrityError, DataError and ProgrammingError come from the statements
     of one message: :class:`MessageFailed`.
     """
+    import psycopg  # loaded already: the error is its own
+
     text = _pg_words(err)
-    if isinstance(err, pg_errors.DiskFull):
+    if isinstance(err, psycopg.errors.DiskFull):
         return DatabaseFull(text)
-    if isinstance(err, _PG_MESSAGE_ERRORS):
+    # a broken constraint, a bad value, a wrong statement (SQLSTATE classes 23, 22, 42 …)
+    if isinstance(err, psycopg.IntegrityError | psycopg.DataError | psycopg.ProgrammingError):
         return MessageFailed(text)
     return DatabaseUnavailable(text)
 
@@ -70,9 +73,18 @@ def _pg_words(err: psycopg.Error) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(err).__name__
 
 
-def translate_any(err: sqlite3.Error | psycopg.Error) -> DatabaseError:
+def engine_errors() -> tuple[type[Exception], ...]:
+    """The engines' error classes, for ``except``: psycopg's only once something loaded it (nothing else raises them).
+
+    So a collector on SQLite never pays psycopg's import.
+    """
+    pg = sys.modules.get("psycopg")
+    return (sqlite3.Error, pg.Error) if pg is not None else (sqlite3.Error,)
+
+
+def translate_any(err: Exception) -> DatabaseError:
     """:func:`translate` or :func:`translate_pg`, by the engine the error comes from."""
-    return translate_pg(err) if isinstance(err, psycopg.Error) else translate(err)
+    return translate(err) if isinstance(err, sqlite3.Error) else translate_pg(err)  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -80,5 +92,5 @@ def database_errors() -> Iterator[None]:
     """Raise the engines' errors in the block as the collector's (:func:`translate_any`); others pass unchanged."""
     try:
         yield
-    except (sqlite3.Error, psycopg.Error) as err:
+    except engine_errors() as err:
         raise translate_any(err) from err
