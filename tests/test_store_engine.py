@@ -167,6 +167,8 @@ def test_dialect_helpers(engine: Engine):
     subquery, param = engine.id_list(["a", "c", "nope", "it's"])
     assert [r[0] for r in engine.execute(f"SELECT id FROM t WHERE id IN ({subquery}) ORDER BY id", (param,))] == \
         ["a", "c"]
+    empty, none = engine.id_list([])
+    assert engine.execute(f"SELECT id FROM t WHERE id IN ({empty})", (none,)).fetchall() == []
     assert len(engine.execute(f"SELECT id FROM t LIMIT {engine.no_limit}").fetchall()) == 3
     assert len(engine.execute("SELECT id FROM t LIMIT ?", (engine.limit(None),)).fetchall()) == 3
     assert len(engine.execute("SELECT id FROM t LIMIT ?", (engine.limit(2),)).fetchall()) == 2
