@@ -1,0 +1,116 @@
+"""The PostgreSQL half of :mod:`hcp.collector.store.engine`: psycopg 3, imported only when a URL is opened.
+
+See engine.py's module docstring for the rules these classes keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.adapt import Dumper, Loader
+
+from hcp.collector.store.engine import Dialect, Engine, Params, Result, marks, pg_params
+
+
+class _BoolAsInt(Loader):
+    """``boolean`` results as 0/1, as SQLite's comparisons give them."""
+
+    def load(self, data: Any) -> int:
+        return 1 if bytes(data) == b"t" else 0
+
+
+class _NumericAsNumber(Loader):
+    """``numeric`` (``sum()`` of integers) as ``int`` when whole, else ``float``: what SQLite returns."""
+
+    def load(self, data: Any) -> int | float:
+        value = Decimal(bytes(data).decode("ascii"))
+        return int(value) if value == value.to_integral_value() else float(value)
+
+
+class _JsonAsText(Loader):
+    """``json``/``jsonb`` as the text SQLite stores."""
+
+    def load(self, data: Any) -> str:
+        return bytes(data).decode("utf-8")
+
+
+class _BoolAsBigint(Dumper):
+    """A Python ``bool`` parameter as ``bigint`` 0/1: the schema's flags are integers, as on SQLite."""
+
+    oid = psycopg.postgres.types["int8"].oid
+
+    def dump(self, obj: bool) -> bytes:
+        return b"1" if obj else b"0"
+
+
+def _adapt(conn: psycopg.Connection[Any]) -> None:
+    adapters = conn.adapters
+    adapters.register_loader("bool", _BoolAsInt)
+    adapters.register_loader("numeric", _NumericAsNumber)
+    adapters.register_loader("json", _JsonAsText)
+    adapters.register_loader("jsonb", _JsonAsText)
+    adapters.register_dumper(bool, _BoolAsBigint)
+
+
+class PostgresEngine(Engine):
+    """PostgreSQL through psycopg 3: one autocommit connection, explicit transaction blocks."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        super().__init__()
+        self._conn = conn
+        _adapt(conn)
+
+    @property
+    def in_transaction(self) -> bool:
+        if self._closed or self._conn.closed:
+            return False
+        return self._conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
+
+    def _execute(self, sql: str, params: Params) -> Result:
+        query, values = pg_params(sql, params)
+        return Result(self._conn.execute(query, values), "postgresql")  # type: ignore[arg-type]
+
+    def _executemany(self, sql: str, rows: list[Params]) -> Result:
+        cursor = self._conn.cursor()
+        if not rows:
+            return Result(cursor, "postgresql")
+        query, _ = pg_params(sql, rows[0])
+        cursor.executemany(query, [pg_params(sql, row)[1] for row in rows])  # type: ignore[arg-type]
+        return Result(cursor, "postgresql")
+
+    def _raw(self, sql: str) -> None:
+        self._conn.execute(sql)
+
+    def _close(self) -> None:
+        self._conn.close()
+
+    def id_list(self, ids: Iterable[str]) -> tuple[str, Any]:
+        return "SELECT unnest(CAST(? AS text[])) AS value", list(ids)
+
+    def insert_ignore(self, table: str, columns: Sequence[str], values: str | None = None) -> str:
+        return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values or marks(columns)}) "
+                "ON CONFLICT DO NOTHING")
+
+    @property
+    def no_limit(self) -> str:
+        return "ALL"
+
+    def limit(self, count: int | None) -> int | None:
+        return count  # LIMIT NULL is no limit
+
+    def insert_id(self, sql: str, params: Params = None, column: str = "id") -> int:
+        row = self.execute(f"{sql} RETURNING {column}", params).fetchone()
+        assert row is not None
+        return row[0]
+
+
+def connect_pg(url: str, connect_timeout: int) -> PostgresEngine:
+    """A :class:`PostgresEngine` over ``url`` in autocommit (libpq's URL rules: several hosts, target_session_attrs)."""
+    timeout = {} if "connect_timeout" in url else {"connect_timeout": connect_timeout}
+    return PostgresEngine(psycopg.connect(url, autocommit=True, **timeout))
