@@ -34,7 +34,11 @@ setup(
         "wcwidth>=0.2.13",
         "tenacity>=8.2",
         "tomli-w>=1.0",
-        "psycopg[binary]>=3.1",
+        # The collector on PostgreSQL (imported only for a postgresql:// database). The binary wheel bundles
+        # libpq where PyPI has one (x86_64, aarch64); elsewhere (a 32-bit Raspberry Pi OS terminal, which never
+        # opens PostgreSQL) psycopg uses the system's libpq5.
+        "psycopg>=3.1",
+        "psycopg-binary>=3.1; platform_machine == 'x86_64' or platform_machine == 'aarch64'",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.5", "zxing-cpp>=2.2",
