@@ -9,7 +9,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # libatomic1: Playwright's bundled node driver links it; a minimal Debian (debootstrap minbase, a slim
 # container) lacks it and every browser test then fails with "libatomic.so.1: cannot open shared object".
 # postgresql: Bookworm's 15, the collector's optional store; tests run initdb/pg_ctl from /usr/lib/postgresql/15/bin.
-for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium libatomic1 postgresql; do
+# e2fsprogs: chattr, which the read-only tests use (file modes do not stop root).
+for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium libatomic1 postgresql e2fsprogs; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 # systemd-analyze (tests verify the units with it): in the systemd package.

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hcp.cli import main
+from tests.test_cli_store_open import immutable
 from tests.test_lifecycle_cli import _month
 
 #: Every command that opens the collector's store, with placeholder arguments ({f} is some existing file).
@@ -63,12 +64,11 @@ def test_data_dir_that_is_not_there(command, tmp_path, capsys):
 def test_read_only_data_dir(command, tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    if subprocess.run(["chattr", "+i", str(data)], capture_output=True).returncode:
-        pytest.skip("chattr +i is not available here (file modes do not stop root)")
+    immutable(data, True)
     try:
         err = _one_line_failure([*_argv(command, tmp_path), "--data-dir", str(data)], capsys)
     finally:
-        subprocess.run(["chattr", "-i", str(data)], check=True)
+        immutable(data, False)
     assert str(data) in err
 
 

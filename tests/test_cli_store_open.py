@@ -7,6 +7,7 @@ import json
 import sqlite3
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -83,20 +84,22 @@ def test_database_wal_and_key_are_private(tmp_path):
                      "collector.key": 0o600}
 
 
-def _immutable(path, on: bool) -> None:
-    """chattr +i: read-only even for root (file modes do not stop root, who runs these tests)."""
-    if subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True).returncode:
-        pytest.skip("chattr +i is not available here")
+def immutable(path: Path, on: bool) -> None:
+    """chattr +i / -i: read-only even for root, who runs these tests (file modes do not stop root)."""
+    done = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, (f"chattr on {path} failed ({done.stderr.strip()}): the read-only tests need "
+                                  "e2fsprogs (scripts/install-deps.sh) and a file system with the immutable "
+                                  "attribute (ext4, xfs, btrfs)")
 
 
 def test_a_read_only_database_stops_the_collector_with_one_line(tmp_path, capsys):
     assert main(["migrate", "--data-dir", str(tmp_path)]) == 0
     database = tmp_path / "collector.sqlite"
-    _immutable(database, True)
+    immutable(database, True)
     try:
         assert main(["collector", "--data-dir", str(tmp_path), "--broker", "127.0.0.1:1"]) == 2
     finally:
-        _immutable(database, False)
+        immutable(database, False)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(database) in err and "not writable" in err
 
