@@ -26,7 +26,7 @@ log = logging.getLogger("hcp.collector.channels")
 class ChannelServices:
     """What ``[web]``, ``[notify]`` and ``[upstream]`` turn on; ``close()`` is safe twice."""
 
-    def __init__(self, config: CollectorConfig, database: Path, secret_file: Path) -> None:
+    def __init__(self, config: CollectorConfig, database: Path | str, secret_file: Path) -> None:
         self.config = config
         self.database = database
         self.secret_file = secret_file

@@ -17,6 +17,7 @@ from pathlib import Path
 from hcp.collector.exc import DatabaseError, DatabaseUnavailable, NoStore, PolicyMismatch, StoreError
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store
+from hcp.collector.store.engine import is_url
 from hcp.collector.store.schema_meta import RecordedPolicy
 from hcp.config.policy import Profile
 from hcp.config.schema import CollectorConfig, PolicySection
@@ -30,21 +31,27 @@ def open_store(config: CollectorConfig, *, create: bool = False, check_same_thre
     policy, and check that the database is writable (the collector's start).
     ``change_policy`` (with ``create``): record the config's policy even when it names another region.
     """
-    path, key_path = Path(config.database_path), Path(config.key_path)
+    database, key_path = config.database_path, Path(config.key_path)
+    server = is_url(database)
+    path = database if server else Path(database)
     if not create:
-        for what, file in (("collector database", path), ("collector key", key_path)):
+        files = ([] if server else [("collector database", path)]) + [("collector key", key_path)]
+        for what, file in files:
             if not file.is_file():
                 raise NoStore(f"{file}: no {what} here (check --data-dir / -c; 'hcp collector' or 'hcp migrate' "
                               "creates one)")
     try:
-        if create:
+        if create and not server:
             _create_private(path)
         key = load_or_create_key(key_path)
         # Any profile will do until settle_policy reads the recorded one.
         store = Store.open(path, PolicySection().load(), key, check_same_thread=check_same_thread,
-                           heads_file=config.chain.heads_file)
+                           heads_file=config.chain.heads_file, create=create)
+    except NoStore as err:
+        raise NoStore(f"{_shown(path)}: {err} ('hcp collector' or 'hcp migrate' makes one)") from None
     except (OSError, DatabaseError) as err:
-        raise StoreError(f"{path}: cannot open the collector database ({_reason(err)})") from None
+        raise StoreError(f"{_shown(path)}: cannot open the collector database ({_reason(err)})") from None
+
     try:
         store.profile = settle_policy(store, config, path, record=create, change=change_policy)
     except BaseException:
@@ -53,7 +60,7 @@ def open_store(config: CollectorConfig, *, create: bool = False, check_same_thre
     return store
 
 
-def settle_policy(store: Store, config: CollectorConfig, path: Path, *, record: bool,
+def settle_policy(store: Store, config: CollectorConfig, path: Path | str, *, record: bool,
                   change: bool = False) -> Profile:
     """The profile to run under: the recorded one, or the config's when it names the same region.
 
@@ -76,11 +83,19 @@ def settle_policy(store: Store, config: CollectorConfig, path: Path, *, record: 
     return profile
 
 
-def _record(store: Store, policy: RecordedPolicy, path: Path) -> None:
+def _record(store: Store, policy: RecordedPolicy, path: Path | str) -> None:
     try:
         store.record_policy(policy)
     except DatabaseUnavailable as err:
         raise StoreError(f"{path}: the collector database is not writable ({_reason(err)})") from None
+
+
+def _shown(database: Path | str) -> str:
+    """A database as an error names it: a path, or a URL without its user name and parameters."""
+    if not is_url(database):
+        return str(database)
+    scheme, rest = str(database).split("://", 1)
+    return f"{scheme}://{rest.split('@')[-1].split('?')[0]}"
 
 
 def _create_private(path: Path) -> None:

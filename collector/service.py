@@ -34,7 +34,7 @@ from hcp.collector.exc import DatabaseError, MessageFailed, MessageRefused, Stor
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.sealing import SealKey, open_cases, seal_key_path
-from hcp.collector.store import Answer, Store, database_errors
+from hcp.collector.store import Answer, Store, database_errors, database_location
 from hcp.collector.store.chain import head_json as chain_head_json
 from hcp.collector.triage import triage
 from hcp.collector.upstream_identity import Identities
@@ -91,11 +91,12 @@ class Collector:
     that opens sealed applicant fields sits beside the latter (``collector-seal.key``).
     """
 
-    def __init__(self, config: CollectorConfig, *, database: Path | None = None, secret_file: Path | None = None,
-                 profile: Profile | None = None) -> None:
+    def __init__(self, config: CollectorConfig, *, database: Path | str | None = None,
+                 secret_file: Path | None = None, profile: Profile | None = None) -> None:
         self.config = config
         self.topics = Topics(config.broker.prefix)
-        self.database = Path(database or config.database_path)
+        #: An SQLite file or a ``postgresql://`` URL.
+        self.database: Path | str = database_location(database or config.database_path)
         self.secret_file = Path(secret_file or config.key_path)
         self.profile = profile or config.policy.load()
         self._real_name_upstream = _real_name_upstream(config)

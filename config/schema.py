@@ -26,6 +26,21 @@ from hcp.ui.settings import DisplaySection, ReceiptKeySection, ReceiptSection, V
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+def check_database_url(url: str) -> None:
+    """Refuse a ``postgresql://`` URL libpq cannot read, or one with a password in it, naming what is wrong."""
+    from psycopg.conninfo import conninfo_to_dict  # libpq's own parser: several hosts, every parameter
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception as err:  # psycopg.ProgrammingError; its words name the problem
+        raise ValueError(f"not a valid postgresql:// URL ({str(err).strip()})") from None
+    if params.get("password"):
+        raise ValueError("a password in the database URL would be in the config file and in process lists: "
+                         "put it in ~/.pgpass (mode 0600) or PGPASSWORD")
+    if not params.get("dbname"):
+        raise ValueError(f"{url}: the URL names no database (postgresql://user@host/dbname)")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -179,19 +194,29 @@ class CollectorSection(_Section):
     id: str = Field("collector", description="The collector's name in logs, and its MQTT client id without a "
                     "client certificate (with one, the certificate's CN is the client id).",
                     examples=["collector-1"])
-    database: Path | None = Field(None, description="SQLite file; default <data.dir>/collector.sqlite.",
-                                  examples=["/var/lib/hcp/collector.sqlite"])
-    secret_file: Path | None = Field(
-        None, description="File (mode 0600) with the key for rater pseudonyms; default "
-        "<data.dir>/collector.key, created on first start.", examples=["/etc/hcp/collector.key"])
+    database: Path | str | None = Field(
+        None, description="SQLite file (default <data.dir>/collector.sqlite), or a PostgreSQL server as "
+        "postgresql://user@host[:port][,host2[:port]]/dbname?target_session_attrs=read-write (docs/install.md); "
+        "the password belongs in ~/.pgpass or PGPASSWORD, not here.",
+        examples=["/var/lib/hcp/collector.sqlite", "postgresql://hcp@db1,db2/hcp?target_session_attrs=read-write"])
 
     @field_validator("database", mode="before")
     @classmethod
-    def _a_file(cls, value: Any) -> Any:
-        # A URL would otherwise become an SQLite file under a folder named "postgresql:".
+    def _a_file_or_server(cls, value: Any) -> Any:
+        # Any other URL would otherwise become an SQLite file under a folder named "mysql:".
         if isinstance(value, str) and _URL.match(value):
-            raise ValueError(f"{value.split('://')[0]}:// URLs are not supported (yet): give an SQLite file path")
-        return value
+            scheme = value.split("://")[0]
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError(f"{scheme}:// is not a supported database: give an SQLite file path or a "
+                                 "postgresql:// URL")
+            check_database_url(value)
+            return value
+        return Path(value) if isinstance(value, str) else value
+
+    secret_file: Path | None = Field(
+        None, description="File (mode 0600) with the key for rater pseudonyms; default "
+        "<data.dir>/collector.key, created on first start. Several collectors on one PostgreSQL database "
+        "share one key: copy the file to each.", examples=["/etc/hcp/collector.key"])
 
     group_commit: int = Field(256, ge=1, le=10000, description="Messages committed together at most.",
                               examples=[256])
@@ -245,8 +270,9 @@ class CollectorConfig(_Section):
     upstream: UpstreamSection = Field(default_factory=UpstreamSection)
 
     @property
-    def database_path(self) -> Path:
-        """The collector's SQLite file: collector.database, else <data.dir>/collector.sqlite."""
+    def database_path(self) -> Path | str:
+        """The collector's database: its SQLite file (collector.database, else <data.dir>/collector.sqlite)
+        or its ``postgresql://`` URL."""
         return self.collector.database or self.data.dir / "collector.sqlite"
 
     @property

@@ -19,13 +19,14 @@ RECEIPT_KEY = b"receipt-key-for-tests-0123456789"
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=CST)
 
 
-def open_store(tmp_path: Path, preset: str = "ulanqab", **overrides) -> Store:
-    """A store in ``tmp_path`` with its key file beside it, as ``hcp collector`` leaves one for the CLI."""
+def open_store(tmp_path: Path, preset: str = "ulanqab", *, database: Path | str | None = None, **overrides) -> Store:
+    """A store in ``tmp_path`` (or ``database``: a file or URL) with its key file in ``tmp_path``, as
+    ``hcp collector`` leaves one for the CLI."""
     key = tmp_path / "collector.key"
     if not key.exists():
         key.write_text(KEY.hex())
         key.chmod(0o600)
-    return Store.open(tmp_path / "collector.sqlite", load_profile(preset, overrides=overrides), KEY,
+    return Store.open(database or tmp_path / "collector.sqlite", load_profile(preset, overrides=overrides), KEY,
                       check_same_thread=False)
 
 

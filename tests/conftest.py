@@ -54,6 +54,21 @@ def pg_cluster() -> Iterator[Cluster]:
         yield cluster
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test's collector store lives, once on each engine: an SQLite file, or a fresh PostgreSQL database's URL.
+
+    The tests that take it run twice (ids ``[sqlite]`` and ``[postgresql]``), so the collector, lifecycle,
+    channels and phone page are held to the same behaviour on both.
+    """
+    if request.param == "sqlite":
+        return tmp_path / "collector.sqlite"
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    name = cluster.fresh_database()
+    request.addfinalizer(lambda: cluster.drop_database(name))
+    return cluster.url(name)
+
+
 @pytest.fixture
 def pg_database(pg_cluster: Cluster) -> Iterator[str]:
     """The name of a new, empty database in the session's cluster: each test its own, dropped after it."""

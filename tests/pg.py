@@ -91,17 +91,27 @@ class Cluster:
 
     def start(self) -> None:
         """Start the server on a free port (tried a few times: a port can be taken between probe and bind)."""
+        restart = bool(self.port)  # a restart keeps its port: the collectors' URL names it
         for attempt in range(5):
-            self.port = free_port()
+            if not restart:
+                self.port = free_port()
+            elif attempt:
+                time.sleep(1)  # the old server's socket may linger a moment
             options = f"-p {self.port} -k {self.sockets}"
             done = self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log),
                              "-o", options, check=False)
             if done.returncode == 0:
                 self._running = True
                 return
-            if attempt == 4 or "could not bind" not in self.log_text():
+            # A restart after a kill -9 may find the old backends still on their way out.
+            if attempt == 4 or not (restart or "could not bind" in self.log_text()):
                 raise RuntimeError(f"PostgreSQL {self.name} did not start: {done.stderr.strip()}\n"
                                    f"{self.log_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """kill -9 of the postmaster (its backends notice and exit): a crash, recovered at the next start."""
+        self._running = False
+        self._kill_leftover()
 
     def stop(self, mode: str = "immediate") -> None:
         """Stop the server (``immediate``: no checkpoint, like a power cut once fsynced commits are counted).
@@ -138,6 +148,10 @@ class Cluster:
     def dsn(self, dbname: str = "postgres", user: str = SUPERUSER) -> str:
         """A libpq connection string for ``dbname`` as ``user`` over TCP."""
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user} connect_timeout=10"
+
+    def url(self, dbname: str, user: str = SUPERUSER) -> str:
+        """The ``postgresql://`` URL of ``dbname``: what ``--database`` and ``[collector] database`` take."""
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}?connect_timeout=10"
 
     def fresh_database(self, template: str = "hcp_template") -> str:
         """The name of a new database copied from ``template`` (by default an empty one): one CREATE DATABASE.

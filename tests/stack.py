@@ -38,6 +38,20 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def read_rows(database: Path | str, sql: str) -> list[tuple]:
+    """Rows of ``sql`` read from a collector database, SQLite file (read-only) or PostgreSQL URL, as a bystander."""
+    if isinstance(database, str) and database.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as pg:
+            return [tuple(row) for row in pg.execute(sql).fetchall()]
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
 def hcp_command(*args: str, die_at_ack: bool = False) -> list[str]:
     head = [sys.executable, "-c", DIE_AT_ACK] if die_at_ack else [sys.executable, "-m", "hcp.cli"]
     return [*head, "--log-level", "INFO", *args]
@@ -46,8 +60,10 @@ def hcp_command(*args: str, die_at_ack: bool = False) -> list[str]:
 class CollectorProcess:
     """``hcp collector`` on a data directory; the database can be read while it runs."""
 
-    def __init__(self, broker, data: Path, policy: str = "henan") -> None:
+    def __init__(self, broker, data: Path, policy: str = "henan", database: Path | str | None = None) -> None:
         self.broker, self.data, self.policy = broker, data, policy
+        #: An SQLite file (default: in the data directory) or a postgresql:// URL.
+        self.database = database or data / "collector.sqlite"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data / "collector.log"
         data.mkdir(parents=True, exist_ok=True)
@@ -55,7 +71,7 @@ class CollectorProcess:
     def prepare(self, devices: dict[str, tuple[str, str]], case_ids: list[str]) -> None:
         """Register terminals and store case records before the collector runs."""
         key = load_or_create_key(self.data / "collector.key")
-        with Store.open(self.data / "collector.sqlite", load_profile(self.policy), key) as store:
+        with Store.open(self.database, load_profile(self.policy), key) as store:
             for device, (hall, window) in devices.items():
                 store.register_device(device, hall, window)
             done = now_cst() - timedelta(minutes=5)
@@ -72,16 +88,12 @@ class CollectorProcess:
 
     def _config(self) -> Path:
         path = self.data / "collector.toml"
-        path.write_text("[broker]\nreconnect_max_s = 0.5\n")
+        path.write_text(f'[broker]\nreconnect_max_s = 0.5\n[collector]\ndatabase = "{self.database}"\n')
         return path
 
     def rows(self) -> list[tuple[str, str]]:
         """(rating_id, current outcome) of every stored rating."""
-        conn = sqlite3.connect(f"file:{self.data / 'collector.sqlite'}?mode=ro", uri=True, timeout=10)
-        try:
-            return conn.execute("SELECT rating_id, outcome FROM rating_outcomes").fetchall()
-        finally:
-            conn.close()
+        return read_rows(self.database, "SELECT rating_id, outcome FROM rating_outcomes")
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None:

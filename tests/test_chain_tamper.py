@@ -19,6 +19,7 @@ from hcp.collector.exc import DatabaseFull
 from hcp.collector.lifecycle import Lifecycle
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.store import Store, chain
+from hcp.collector.store.engine import SqliteEngine
 from hcp.config.policy import load_profile
 from hcp.db import open_db
 from hcp.domain import now_cst
@@ -164,7 +165,7 @@ def test_a_full_disk_inside_a_savepoint_is_reported_as_a_full_disk(tmp_path):
     path = tmp_path / "full.sqlite"
     Store.open(path, load_profile("ordos"), bytes(32)).close()
     pages = sqlite3.connect(path).execute("PRAGMA page_count").fetchone()[0]
-    store = Store(open_db(path, max_page_count=pages + 2), load_profile("ordos"), bytes(32))
+    store = Store(SqliteEngine(open_db(path, max_page_count=pages + 2)), load_profile("ordos"), bytes(32))
     contacts = Contacts(store)
     # store.savepoint(): a message's savepoint; keeping phones is the last step of a cases message
     with pytest.raises(DatabaseFull, match="database or disk is full"), store.batch(), \

@@ -14,8 +14,8 @@ from hcp.ui.receipt import ReceiptMaker, make_token
 from tests.channel_support import NOW, RECEIPT_KEY, Receiver, case, open_store, window_rating
 
 
-def test_entries_follow_the_window_rules(tmp_path):
-    with open_store(tmp_path) as store:
+def test_entries_follow_the_window_rules(database, tmp_path):
+    with open_store(tmp_path, database=database) as store:
         store.add_cases([case("P1"), case("P2"), case("F1", intake=Intake.FAILED),
                          case("OLD", completed=NOW - timedelta(days=9))], NOW)
         channels = Channels(store)
@@ -36,16 +36,16 @@ def test_entries_follow_the_window_rules(tmp_path):
         assert verify(store._conn) == []
 
 
-def test_hall_rating_once_per_person_per_day(tmp_path):
-    with open_store(tmp_path) as store:
+def test_hall_rating_once_per_person_per_day(database, tmp_path):
+    with open_store(tmp_path, database=database) as store:
         store.add_cases([case("H1"), case("H2")], NOW)  # the same applicant
         channels = Channels(store)
         assert channels.enter(Entry("H1", 5, Channel.QR, NOW, kind=Kind.HALL), NOW).outcome == "accepted"
         assert channels.enter(Entry("H2", 4, Channel.PAPER, NOW, kind=Kind.HALL), NOW).outcome == "duplicate"
 
 
-def test_page_states_without_a_browser(tmp_path):
-    with open_store(tmp_path) as store:
+def test_page_states_without_a_browser(database, tmp_path):
+    with open_store(tmp_path, database=database) as store:
         store.add_cases([case("S1"), case("S2", intake=Intake.FAILED), case("S3", completed=NOW - timedelta(days=8)),
                          case("S4", completed=NOW - timedelta(days=9))], NOW)
         Lifecycle(store).run_defaults(NOW)
@@ -64,9 +64,9 @@ def test_page_states_without_a_browser(tmp_path):
         assert page.submit("S1", {"t": [token], "score": ["5"]})[1] == "您已评价"
 
 
-def test_reminder_and_alert_each_sent_once_across_restarts(tmp_path):
+def test_reminder_and_alert_each_sent_once_across_restarts(database, tmp_path):
     with Receiver(lambda path, body, headers: (200, {"ok": True})) as gateway:
-        with open_store(tmp_path) as store:
+        with open_store(tmp_path, database=database) as store:
             store.add_cases([case("R1", completed=NOW - timedelta(hours=30)), case("R2"),
                              case("R3", completed=NOW - timedelta(hours=30))], NOW)
             Contacts(store).add("R1", "13800000001")
@@ -77,7 +77,7 @@ def test_reminder_and_alert_each_sent_once_across_restarts(tmp_path):
                                                                              RECEIPT_KEY), {"hall01": "示例大厅"})
             run = NotifyJob(store, HttpSmsGateway(gateway.url), settings).run(NOW)
             assert (run.queued, run.sent) == (2, 2)
-        with open_store(tmp_path) as store:  # a restart
+        with open_store(tmp_path, database=database) as store:  # a restart
             again = NotifyJob(store, HttpSmsGateway(gateway.url), settings).run(NOW + timedelta(hours=2))
             assert (again.queued, again.sent) == (0, 0)
     sent = {body["to"]: body["text"] for _path, body, _headers in gateway.requests}
@@ -87,9 +87,9 @@ def test_reminder_and_alert_each_sent_once_across_restarts(tmp_path):
     assert "差评" in alert and "示例大厅" in alert and "A-1" not in alert and "太慢" not in alert
 
 
-def test_phone_numbers_never_in_logs(tmp_path, caplog):
+def test_phone_numbers_never_in_logs(database, tmp_path, caplog):
     caplog.set_level("DEBUG")
-    with Receiver(lambda path, body, headers: (503, {})) as gateway, open_store(tmp_path) as store:
+    with Receiver(lambda path, body, headers: (503, {})) as gateway, open_store(tmp_path, database=database) as store:
         store.add_cases([case("L1", completed=NOW - timedelta(hours=30))], NOW)
         Contacts(store).add("L1", "13800000009")
         NotifyJob(store, HttpSmsGateway(gateway.url), NotifySettings({})).run(NOW)
@@ -99,7 +99,7 @@ def test_phone_numbers_never_in_logs(tmp_path, caplog):
     assert "13800000009" not in caplog.text
 
 
-def test_channel_services_serve_the_page_from_config(tmp_path):
+def test_channel_services_serve_the_page_from_config(database, tmp_path):
     import urllib.request
 
     from hcp.collector.channel_services import ChannelServices
@@ -108,7 +108,8 @@ def test_channel_services_serve_the_page_from_config(tmp_path):
     config = CollectorConfig.model_validate({
         "data": {"dir": str(tmp_path)}, "policy": {"preset": "ulanqab"}, "web": {"listen": "127.0.0.1:0"},
         "receipt": {"key": RECEIPT_KEY.decode()}})
-    with ChannelServices(config, tmp_path / "collector.sqlite", tmp_path / "collector.key") as services:
+    open_store(tmp_path, database=database).close()  # the key file, and a PostgreSQL database's schema
+    with ChannelServices(config, database, tmp_path / "collector.key") as services:
         base = f"http://127.0.0.1:{services._web.port}"
         with urllib.request.urlopen(f"{base}/healthz", timeout=5) as answer:
             assert answer.read() == b"ok"

@@ -83,7 +83,7 @@ PROMPT = ["--item-code", "001", "--item-name", "个体工商户设立登记", "-
     (["export", "-o", "{missing}/ratings.jsonl"], "missing"),
     (["chain", "heads", "-o", "{missing}/heads.jsonl"], "missing"),
     (["defaults", "--at", "2999-01-01T00:00"], "--at"),
-    (["stats", "--database", "postgresql://hcp@db/hcp"], "collector.database"),
+    (["stats", "--database", "mysql://hcp@db/hcp"], "collector.database"),
 ], ids=lambda v: v if isinstance(v, str) else " ".join(v[:2]))
 def test_bad_values_are_one_line(argv, named, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where a database URL used to become a folder named "postgresql:"

@@ -66,12 +66,26 @@ def test_a_database_made_before_the_record_adopts_the_collectors_policy(tmp_path
 
 
 @pytest.mark.parametrize("command", [["collector"], ["stats"], ["migrate"]])
-def test_a_database_url_is_refused(command, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert main([*command, "--database", "postgresql://hcp@db/hcp"]) == 2
+def test_another_kind_of_database_url_is_refused(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a URL used to become a folder named "mysql:"
+    assert main([*command, "--database", "mysql://hcp@db/hcp"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "collector.database" in err and "postgresql://" in err
+    assert err.count("\n") == 1 and "collector.database" in err and "mysql://" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_commands_refuse_an_empty_postgresql_database(tmp_path, capsys, pg_cluster):
+    """A reading command on a server database without the collector's tables says so, and creates none."""
+    name = pg_cluster.fresh_database()
+    url = pg_cluster.url(name)
+    assert main(["migrate", "--data-dir", str(tmp_path / "other")]) == 0  # a key to read with
+    for command in (["stats"], ["verify"], ["export", "-o", str(tmp_path / "x.jsonl")]):
+        code = main([*command, "--data-dir", str(tmp_path / "other"), "--database", url])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "no collector database here yet" in err, err
+    assert main(["migrate", "--data-dir", str(tmp_path / "other"), "--database", url]) == 0
+    assert main(["stats", "--data-dir", str(tmp_path / "other"), "--database", url]) == 0
+    pg_cluster.drop_database(name)
 
 
 def test_database_wal_and_key_are_private(tmp_path):

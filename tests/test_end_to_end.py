@@ -20,8 +20,8 @@ from hcp.sync.outbox import Draft, Outbox
 
 
 @pytest.fixture
-def stack(broker, tmp_path):
-    collector = CollectorProcess(broker, tmp_path / "collector")
+def stack(broker, tmp_path, database):
+    collector = CollectorProcess(broker, tmp_path / "collector", database=database)
     agent = AgentProcess(broker, tmp_path / "agent")
     yield collector, agent
     agent.stop()

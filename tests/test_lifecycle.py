@@ -79,9 +79,9 @@ def rate(store: Store, case_id: str, score: int, rated_at: datetime, received_at
 
 
 @pytest.fixture(params=sorted(EXPECTED))
-def region(request, tmp_path):
+def region(request, database, tmp_path):
     profile = load_profile(request.param)
-    with Store.open(tmp_path / "c.sqlite", profile, KEY) as store:
+    with Store.open(database, profile, KEY) as store:
         store.register_device("h1-w1", "h1", "w1")
         store.register_device("h1-w2", "h1", "w2")
         yield request.param, store, Lifecycle(store)
@@ -222,17 +222,17 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def test_a_rating_after_the_period_is_rejected_even_before_the_job_ran(tmp_path):
-    with Store.open(tmp_path / "c.sqlite", load_profile("henan"), KEY) as store:
+def test_a_rating_after_the_period_is_rejected_even_before_the_job_ran(database, tmp_path):
+    with Store.open(database, load_profile("henan"), KEY) as store:
         store.register_device("h1-w1", "h1", "w1")
         store.add_cases([case("c1", "w1", "k1", t(6), "A")], t(6))
         _rid, answer = rate(store, "c1", 5, t(14, 0))
         assert answer.outcome is Outcome.REJECTED and "rating period ended on 2025-05-13" in answer.reason
 
 
-def test_two_collectors_default_a_case_once(tmp_path):
+def test_two_collectors_default_a_case_once(database, tmp_path):
     profile = load_profile("ulanqab")
-    with Store.open(tmp_path / "c.sqlite", profile, KEY) as one, Store.open(tmp_path / "c.sqlite", profile,
+    with Store.open(database, profile, KEY) as one, Store.open(database, profile,
                                                                             KEY) as two:
         one.add_cases([case(*record) for record in CASES], t(1))
         made = Lifecycle(one).run_defaults(t(31)).defaulted + Lifecycle(two).run_defaults(t(31)).defaulted

@@ -32,8 +32,8 @@ def browser():
 
 
 @pytest.fixture
-def site(tmp_path):
-    store = open_store(tmp_path)
+def site(database, tmp_path):
+    store = open_store(tmp_path, database=database)
     store.add_cases([case("C1"), case("C2"), case("C3")], NOW)
     settings = PageSettings(RECEIPT_KEY, {"hall01": "乌兰察布市政务服务中心"}, {"hall01/w03": "3号窗口"})
     with WebServer(create_app(RatingPage(store, settings, clock=lambda: NOW)), "127.0.0.1", 0) as server:
@@ -102,8 +102,8 @@ def test_expired_and_forged_tokens(browser, site):
     assert page.goto(copied).status == 403
 
 
-def test_a_case_over_its_request_budget(browser, tmp_path):
-    store = open_store(tmp_path)
+def test_a_case_over_its_request_budget(browser, database, tmp_path):
+    store = open_store(tmp_path, database=database)
     store.add_cases([case("C1")], NOW)
     settings = PageSettings(RECEIPT_KEY, limit_per_case="1/minute")
     with WebServer(create_app(RatingPage(store, settings, clock=lambda: NOW)), "127.0.0.1", 0) as server:
@@ -127,7 +127,8 @@ def test_second_rating_of_the_same_case(browser, site):
     assert page.get_by_role("heading", name="您已评价").is_visible()
     shot(page, "already-rated")
     assert page.goto(url(base, "C2")).status == 409
-    outcomes = store._conn.execute("SELECT channel, ack_outcome FROM ratings ORDER BY rowid").fetchall()
+    order = store._conn.row_order
+    outcomes = store._conn.execute(f"SELECT channel, ack_outcome FROM ratings ORDER BY {order}").fetchall()
     assert outcomes == [("window", "accepted")]
 
 

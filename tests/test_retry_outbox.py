@@ -153,7 +153,7 @@ def test_rows_written_by_the_old_code_read_and_carry_on(tmp_path):
                      ("rejected", 1, "HTTP 422: 渠道编码 6 不受理", at, "r1"))
         conn.execute("UPDATE upstream_outbox SET attempts = ?, last_error = ?, next_at = ? WHERE record_id = ?",
                      (4, "HTTP 503", at, "r2"))
-        conn.commit()
+        # autocommit: each statement above is committed on its own
     with open_store(tmp_path) as store:
         notes = RetryOutbox(store, NOTIFICATIONS, Backoff(max_attempts=8))
         upstream = RetryOutbox(store, UPSTREAM, Backoff(max_attempts=5), ordered=True)

@@ -9,6 +9,7 @@ import pytest
 from hcp.cli import main
 from hcp.collector.exc import DatabaseError, DatabaseFull, DatabaseUnavailable, MessageFailed
 from hcp.collector.store import Store
+from hcp.collector.store.engine import SqliteEngine
 from hcp.collector.store.errors import translate
 from hcp.config.policy import load_profile
 
@@ -55,7 +56,7 @@ def test_a_full_disk_at_commit_is_a_full_disk(tmp_path):
     path = tmp_path / "full.sqlite"
     _open(path).close()
     pages = sqlite3.connect(path).execute("PRAGMA page_count").fetchone()[0]
-    store = Store(open_db(path, max_page_count=pages + 1), load_profile("ordos"), KEY)
+    store = Store(SqliteEngine(open_db(path, max_page_count=pages + 1)), load_profile("ordos"), KEY)
     with pytest.raises(DatabaseFull, match="database or disk is full"):
         for n in range(1000):
             store.register_device(f"d{n}", "h1", "w1")

@@ -12,6 +12,8 @@ The other modules are mixins of the Store with one concern's queries each
 """
 
 from hcp.collector.store.core import DEFAULT_PREFIX, Answer, Device, Store, WindowCount
+from hcp.collector.store.engine import database_location, is_url
 from hcp.collector.store.errors import database_errors
 
-__all__ = ["DEFAULT_PREFIX", "Answer", "Device", "Store", "WindowCount", "database_errors"]
+__all__ = ["DEFAULT_PREFIX", "Answer", "Device", "Store", "WindowCount", "database_errors", "database_location",
+           "is_url"]

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -112,7 +113,7 @@ def next_link(previous: str, table: str, key: str, digest: str) -> str:
     return hashlib.sha256(f"{previous}|{table}|{key}|{digest}".encode()).hexdigest()
 
 
-def seal(conn: sqlite3.Connection) -> int:
+def seal(conn: Any) -> int:
     """Seal every record row not yet chained, one block per table; returns how many rows.
 
     Call inside the writing transaction, as its last step: the transaction
@@ -126,9 +127,10 @@ def seal(conn: sqlite3.Connection) -> int:
     seq, link = _last(conn)
     blocks, sealed = [], 0
     queued = None
+    pg = dialect(conn) == "postgresql"
     for spec in TABLES:
-        if spec.rowid:
-            rows, first, last = _new_by_order(conn, spec)
+        if pg or spec.rowid:
+            rows, first, last = _new_by_order(conn, spec, order_column(spec, pg))
         else:
             if queued is None:
                 queued = {table for (table,) in conn.execute("SELECT DISTINCT tbl FROM chain_queue")}
@@ -152,42 +154,56 @@ def seal(conn: sqlite3.Connection) -> int:
     return sealed
 
 
-def _new_by_order(conn: sqlite3.Connection, spec: Chained) -> tuple[list[tuple], int, int]:
-    """The rows of ``spec`` after its last sealed one, with their first and last order (rowid)."""
+def dialect(conn: Any) -> str:
+    """The engine of ``conn``: an Engine says; a bare sqlite3 connection (a migration's) is SQLite."""
+    return getattr(conn, "dialect", "sqlite")
+
+
+def order_column(spec: Chained, pg: bool) -> str:
+    """The column giving a table's insertion order: SQLite's rowid; on PostgreSQL an identity column.
+
+    On PostgreSQL every record writer holds the record-write advisory lock
+    (``Store.batch``), so identity order is commit order and a range from
+    where the last block ended finds exactly the new rows.
+    """
+    return spec.pg_order if pg else "rowid"
+
+
+def _new_by_order(conn: Any, spec: Chained, order: str) -> tuple[list[tuple], int, int]:
+    """The rows of ``spec`` after its last sealed one, with their first and last order."""
     table = spec.table
     done = conn.execute(_SEALED_UP_TO, (table,)).fetchone()[0]
-    # sqlite-only: rowid (a table's insertion order)
-    first, last = conn.execute(f"SELECT min(rowid), max(rowid) FROM {table} WHERE rowid > ?", (done,)).fetchone()
+    first, last = conn.execute(f"SELECT min({order}), max({order}) FROM {table} WHERE {order} > ?",
+                               (done,)).fetchone()
     if first is None:
         return [], 0, 0
-    return conn.execute(_range_sql(spec), (done, last)).fetchall(), first, last
+    return conn.execute(_range_sql(spec, order), (done, last)).fetchall(), first, last
 
 
-# sqlite-only: numbered parameters ?1
-_SEALED_UP_TO = ("SELECT max(coalesce((SELECT max(last_order) FROM chain_blocks WHERE tbl = ?1), 0), "
-                 "coalesce((SELECT max(row_order) FROM chain WHERE tbl = ?1), 0))")
+_SEALED_UP_TO = ("SELECT coalesce(max(done), 0) FROM (SELECT max(last_order) AS done FROM chain_blocks WHERE tbl = ?1 "
+                 "UNION ALL SELECT max(row_order) FROM chain WHERE tbl = ?1) AS sealed")
 
 
-def _range_sql(spec: Chained) -> str:
-    if spec.table not in _SEAL_SQL:
-        # sqlite-only: rowid range
-        _SEAL_SQL[spec.table] = (f"SELECT {spec.select()} FROM {spec.table} WHERE rowid > ? AND rowid <= ? "
-                                 "ORDER BY rowid")
-    return _SEAL_SQL[spec.table]
+def _range_sql(spec: Chained, order: str) -> str:
+    if (spec.table, order) not in _SEAL_SQL:
+        _SEAL_SQL[spec.table, order] = (f"SELECT {spec.select()} FROM {spec.table} WHERE {order} > ? AND "
+                                        f"{order} <= ? ORDER BY {order}")
+    return _SEAL_SQL[spec.table, order]
 
 
 def _queue_sql(spec: Chained) -> str:
-    if spec.table not in _SEAL_SQL:
-        _SEAL_SQL[spec.table] = (f"SELECT {spec.select('t')} FROM chain_queue q JOIN {spec.table} t "
-                                 f"ON t.\"{spec.key}\" = q.row_key WHERE q.tbl = '{spec.table}' ORDER BY q.seq")
-    return _SEAL_SQL[spec.table]
+    if (spec.table, "queue") not in _SEAL_SQL:
+        _SEAL_SQL[spec.table, "queue"] = (f"SELECT {spec.select('t')} FROM chain_queue q JOIN {spec.table} t "
+                                          f"ON t.\"{spec.key}\" = q.row_key WHERE q.tbl = '{spec.table}' "
+                                          "ORDER BY q.seq")
+    return _SEAL_SQL[spec.table, "queue"]
 
 
-#: table -> the query reading its rows to seal.
-_SEAL_SQL: dict[str, str] = {}
+#: (table, order column or "queue") -> the query reading its rows to seal.
+_SEAL_SQL: dict[tuple[str, str], str] = {}
 
 
-def _last(conn: sqlite3.Connection) -> tuple[int, str]:
+def _last(conn: Any) -> tuple[int, str]:
     """The chain's last (seq, link): its newest block, else its newest per-row entry, else the genesis."""
     for table in ("chain_blocks", "chain"):
         last = conn.execute(f"SELECT seq, link FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
@@ -243,7 +259,7 @@ def public_hex(key: Ed25519PrivateKey) -> str:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
-def sign_head(conn: sqlite3.Connection, secret: bytes, now: datetime) -> Head | None:
+def sign_head(conn: Any, secret: bytes, now: datetime) -> Head | None:
     """Sign the current chain head and store it; None when the chain is empty or already signed there."""
     last = _last(conn)
     if last[0] == 0:
@@ -286,29 +302,41 @@ def read_heads(path: Path) -> list[Head]:
     return found
 
 
-def heads(conn: sqlite3.Connection) -> list[Head]:
+def heads(conn: Any) -> list[Head]:
     """Every stored signed head, oldest first."""
     return [Head(*row) for row in conn.execute(
         "SELECT seq, link, signed_at, public_key, signature FROM chain_heads ORDER BY id")]
 
 
-def verify(conn: sqlite3.Connection, *, trusted: list[Head] = (), public_key: str | None = None) -> list[Problem]:
-    """Every disagreement between the schema, the records, the chain and the heads (stored and ``trusted``)."""
+def verify(conn: Any, *, trusted: list[Head] = (), public_key: str | None = None) -> list[Problem]:
+    """Every disagreement between the schema, the records, the chain and the heads (stored and ``trusted``).
+
+    ``conn``: the store's Engine (or a bare sqlite3 connection).
+    """
+    if dialect(conn) == "postgresql":
+        from hcp.collector.store.pg_schema_check import schema_problems as pg_schema_problems
+
+        return _verify(conn, pg_schema_problems(conn), list(trusted), public_key)
     from hcp.collector.store.schema_check import schema_problems
 
+    raw = conn.sqlite.conn if hasattr(conn, "sqlite") else conn
     # sqlite-only: conn.text_factory (sqlite3's decoding of text)
-    factory = conn.text_factory
+    factory = raw.text_factory
     # An intruder may leave text that is not UTF-8; it must be reported, not crash the check.
-    conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+    raw.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
     try:
-        problems = [Problem(where, what) for where, what in schema_problems(conn)]
-        problems += _check_links(conn)
-        for spec in TABLES:
-            problems += _check_table(conn, spec)
-        problems += _check_devices(conn)
-        problems += _check_heads(conn, heads(conn), list(trusted), public_key)
+        return _verify(raw, schema_problems(raw), list(trusted), public_key)
     finally:
-        conn.text_factory = factory
+        raw.text_factory = factory
+
+
+def _verify(conn: Any, schema: list[tuple[str, str]], trusted: list[Head], public_key: str | None) -> list[Problem]:
+    problems = [Problem(where, what) for where, what in schema]
+    problems += _check_links(conn)
+    for spec in TABLES:
+        problems += _check_table(conn, spec)
+    problems += _check_devices(conn)
+    problems += _check_heads(conn, heads(conn), trusted, public_key)
     return problems
 
 
@@ -377,10 +405,10 @@ def _v1_digests(conn: sqlite3.Connection, table: str, key: str) -> dict[str, byt
     raise AssertionError("unreachable: every column tagged always renders")
 
 
-def _current_rows(conn: sqlite3.Connection, spec: Chained) -> dict[str, tuple[int | None, bytes]]:
-    """row name -> (its rowid on SQLite, else None; its version-2 digest) for every row now in the table."""
-    # sqlite-only: rowid (the insertion order verify checks)
-    order = "rowid" if spec.rowid else "NULL"
+def _current_rows(conn: Any, spec: Chained) -> dict[str, tuple[int | None, bytes]]:
+    """row name -> (its insertion order, else None; its version-2 digest) for every row now in the table."""
+    pg = dialect(conn) == "postgresql"
+    order = order_column(spec, pg) if pg or spec.rowid else "NULL"
     at = spec.key_index + 1
     return {str(row[at]): (row[0], row_digest(row[1:]))
             for row in conn.execute(f"SELECT {order}, {spec.select()} FROM {spec.table}")}
@@ -391,11 +419,19 @@ def _check_table(conn: sqlite3.Connection, spec: Chained) -> list[Problem]:
     rows = _current_rows(conn, spec)
     sealed = list(_sealed_rows(conn, table))
     versions = {entry[3] for entry in sealed}
-    v1 = _v1_digests(conn, table, key) if 1 in versions else {}
+    v1: dict[str, bytes] = {}
     legacy: dict[str, str] = {}
-    if 0 in versions:
-        legacy = {str(name): content_hash(content) for name, content in conn.execute(
-            f'SELECT "{key}", {content_sql(conn, table)} FROM {table}')}
+    if dialect(conn) == "postgresql" and versions & {0, 1}:
+        # A chain begun on SQLite and moved here (hcp migrate-store): its older entries, in Python.
+        at = spec.key_index
+        for row in conn.execute(f"SELECT {spec.select()} FROM {spec.table}"):
+            v1[str(row[at])] = legacy_v1_digest(row)
+            legacy[str(row[at])] = legacy_v0_hash(row)
+    else:
+        v1 = _v1_digests(conn, table, key) if 1 in versions else {}
+        if 0 in versions:
+            legacy = {str(name): content_hash(content) for name, content in conn.execute(
+                f'SELECT "{key}", {content_sql(conn, table)} FROM {table}')}
     problems, last_rowid, last_key = [], 0, None
     for seq, name, digest, version in sealed:
         found = rows.pop(name, None)
@@ -412,6 +448,49 @@ def _check_table(conn: sqlite3.Connection, spec: Chained) -> list[Problem]:
     problems += [Problem(f"{table} {name}", "inserted outside the collector (" + (f"row {rowid}, " if rowid else "")
                          + "not in the chain)") for name, (rowid, _digest) in rows.items()]
     return problems
+
+
+def legacy_v1_digest(row: tuple) -> bytes:
+    """A version-1 block digest in Python: SQLite's ``json_array`` text of the row (:func:`row_json_sql`).
+
+    ``row``: the table's name, then its values in column order. Text and
+    integers as JSON; a blob tagged ``["blob", HEX]`` and a real ``["real",
+    17 digits]``, as SQLite wrote them; JSON strings escaped as SQLite's
+    ``json_array`` escapes them (quote, backslash, control characters), which
+    is what Python's ``json`` does with ``ensure_ascii=False``.
+    """
+    values = [["blob", v.hex().upper()] if isinstance(v, bytes) else ["real", _g17(v)] if isinstance(v, float)
+              else v for v in row]
+    text = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def legacy_v0_hash(row: tuple) -> str:
+    """A per-row entry's hash (before m006) in Python: :func:`content_sql`'s text of the row."""
+    parts = [str(row[0])]
+    for value in row[1:]:
+        if value is None:
+            parts.append("|n")
+        elif isinstance(value, str):
+            parts.append(f"|s{len(value)}:{value}")
+        elif isinstance(value, bytes):
+            parts.append(f"|x{len(value)}:{value.hex()}")
+        elif isinstance(value, float):
+            text = _g15(value)
+            parts.append(f"|r{len(text)}:{text}")
+        else:
+            parts.append(f"|i{len(str(value))}:{value}")
+    return content_hash("".join(parts))
+
+
+def _g17(value: float) -> str:
+    return f"{value:.17g}"
+
+
+def _g15(value: float) -> str:
+    """SQLite's text of a real: 15 significant digits, always with a decimal point."""
+    text = f"{value:.15g}"
+    return text if any(c in text for c in ".eni") else text + ".0"
 
 
 def _check_devices(conn: sqlite3.Connection) -> list[Problem]:

@@ -9,12 +9,11 @@ Sealing is not here: every commit of :meth:`Store.batch` does it.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from hcp.collector.exc import DatabaseError, StoreError
 from hcp.collector.store import chain
@@ -22,13 +21,16 @@ from hcp.collector.store.chain import Head, Problem
 from hcp.collector.store.errors import database_errors
 from hcp.domain import now_cst
 
+if TYPE_CHECKING:
+    from hcp.collector.store.engine import Engine
+
 log = logging.getLogger("hcp.collector.store")
 
 
 class ChainQueries:
     """The chain's methods of the Store (a mixin: it uses the Store's connection, key and ``_unit``)."""
 
-    _conn: sqlite3.Connection
+    _conn: Engine
     _key: bytes
     _unsigned: bool
     #: Where signed chain heads are appended, outside the database (``chain.heads_file``).

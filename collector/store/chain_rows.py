@@ -44,6 +44,11 @@ class Chained:
     rowid: bool = True
 
     @property
+    def pg_order(self) -> str:
+        """PostgreSQL's insertion order of the table: its ``id`` identity, else its ``row_order`` identity."""
+        return "id" if self.key == "id" else "row_order"
+
+    @property
     def key_index(self) -> int:
         """Where the key sits in a row selected by :meth:`select` (the table name comes first)."""
         return 1 + self.columns.index(self.key)

@@ -8,13 +8,16 @@ service is rated once whatever the channel.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from hcp.collector.rules import CaseRow, Verdict
 from hcp.domain import Channel, Kind, Outcome, utc_text
+
+if TYPE_CHECKING:
+    from hcp.collector.store.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class ChannelQueries:
     terminal's ratings; ``open_followups`` is the lifecycle's.
     """
 
-    _conn: sqlite3.Connection
+    _conn: Engine
 
     def stored_answers(self, rating_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
         """rating_id → (device_id, first outcome, first reason) for those already stored."""
@@ -81,9 +84,8 @@ class ChannelQueries:
     def insert_contact(self, case_id: str, sealed: bytes) -> bool:
         """Keep a case's sealed phone number; False when the case already has one (kept unchanged)."""
         with self.unit():
-            # sqlite-only: INSERT OR IGNORE (PostgreSQL: ON CONFLICT DO NOTHING)
-            cursor = self._conn.execute("INSERT OR IGNORE INTO case_contacts (case_id, sealed) VALUES (?, ?)",
-                                        (case_id, sealed))
+            cursor = self._conn.execute("INSERT INTO case_contacts (case_id, sealed) VALUES (?, ?) "
+                                        "ON CONFLICT DO NOTHING", (case_id, sealed))
             added = cursor.rowcount == 1
         return added
 

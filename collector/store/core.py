@@ -16,16 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import sqlite_utils
-
-from hcp.collector.exc import MessageRefused, StoreError, UnknownDevice
+from hcp.collector.exc import MessageRefused, NoStore, StoreError, UnknownDevice
 from hcp.collector.fleet import placed_at
 from hcp.collector.linking import button_moment, window_key
 from hcp.collector.pseudonym import Pseudonymizer
@@ -33,6 +30,7 @@ from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
 from hcp.collector.store.chain import seal
 from hcp.collector.store.chain_api import ChainQueries
 from hcp.collector.store.channels import ChannelQueries
+from hcp.collector.store.engine import Engine, connect
 from hcp.collector.store.errors import database_errors
 from hcp.collector.store.fleet import FleetQueries
 from hcp.collector.store.identities import IdentityQueries
@@ -43,7 +41,7 @@ from hcp.collector.store.schema_meta import RecordedPolicy, claim_request, recor
 from hcp.collector.store.stats import StatsQueries
 from hcp.collector.workdays import Calendar
 from hcp.config.policy import Profile
-from hcp.db import json_list, migrate, open_db, transaction
+from hcp.db import json_list, migrate
 from hcp.domain import Channel, Grade, Kind, Outcome, china_date, now_cst, utc_text
 from hcp.fastwire import AnyRating, AnyRatingMessage
 from hcp.protocol import IDENT_CHARS, AckResult, CaseRecord, CaseResult, StatusMessage
@@ -100,40 +98,65 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
             ChannelQueries):
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
-    def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,
-                 calendar: Calendar | None = None, heads_file: Path | None = None) -> None:
-        self._db = db
+    def __init__(self, engine: Engine, profile: Profile, key: bytes, *,
+                 calendar: Calendar | None = None, heads_file: Path | None = None, create: bool = True) -> None:
+        #: The database, through the :class:`~hcp.collector.store.engine.Engine` (SQLite or PostgreSQL):
+        #: the layer's statements are written once, in SQLite's placeholder style, for both.
+        self._conn = engine
         #: Where signed chain heads are appended, outside the database (``chain.heads_file``).
         self.heads_file = heads_file
-        self._conn: sqlite3.Connection = db.conn
         self.profile = profile
         self.calendar = calendar or Calendar.shipped()
         self._key = key
         self._pseudonym = Pseudonymizer(key)
-        self._savepoints = 0
         self._unsigned = False  # this store sealed records no head of its own covers yet
-        # A backlog's lookups and index inserts hit the same pages again and
-        # again; the default 2 MB cache makes them disk reads.
-        self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        if migrate(db, MIGRATIONS):
+        if self._migrate(create):
             self._unsigned = True  # a migration may seal rows already there (m009_chain_v2)
             self._sign_quietly()
 
-    @classmethod
-    def open(cls, path: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True,
-             calendar: Calendar | None = None, heads_file: Path | None = None) -> Store:
-        """A store over the SQLite file ``path`` (created and migrated as needed); DatabaseError if it cannot."""
+    def _migrate(self, create: bool) -> int:
+        """Bring the schema up to date on either engine; how many steps ran.
+
+        Not ``create``: a server database without the collector's schema is refused (NoStore), not made.
+        """
+        engine = self._conn
+        if engine.dialect == "postgresql":
+            from hcp.collector.store import pg_schema  # psycopg is loaded only for a server
+
+            with database_errors():
+                if not create and not pg_schema.has_schema(engine):  # type: ignore[arg-type]
+                    raise NoStore("no collector database here yet (an empty database, without the collector's tables)")
+                return pg_schema.migrate_engine(engine)  # type: ignore[arg-type]
+        # sqlite-only: the page cache. A backlog's lookups and index inserts hit the same pages
+        # again and again; the default 2 MB cache makes them disk reads.
+        engine.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         with database_errors():
-            return cls(open_db(path, check_same_thread=check_same_thread), profile, key, calendar=calendar,
-                       heads_file=heads_file)
+            return migrate(engine.sqlite, MIGRATIONS)  # type: ignore[attr-defined]
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``: the engine under the store."""
+        return self._conn.dialect
+
+    @classmethod
+    def open(cls, database: Path | str, profile: Profile, key: bytes, *, check_same_thread: bool = True,
+             calendar: Calendar | None = None, heads_file: Path | None = None, create: bool = True) -> Store:
+        """A store over the SQLite file or ``postgresql://`` URL ``database``, migrated as needed.
+
+        Raises the collector's DatabaseError when it cannot.
+        """
+        engine = connect(database, check_same_thread=check_same_thread)
+        try:
+            return cls(engine, profile, key, calendar=calendar, heads_file=heads_file, create=create)
+        except BaseException:
+            engine.close()
+            raise
 
     def close(self) -> None:
         """Sign the chain head if it moved, then close the database; safe to call twice."""
-        if self._conn is not None and self._unsigned:
+        if not self._conn.closed and self._unsigned:
             self._sign_quietly()
-        conn, self._conn = self._conn, None  # type: ignore[assignment]
-        if conn is not None:
-            conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -149,7 +172,7 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
 
     def record_policy(self, policy: RecordedPolicy) -> None:
         """Record (or replace) the database's policy, in a transaction of its own."""
-        with database_errors(), transaction(self._db):
+        with self._conn.transaction():
             record_policy(self._conn, policy)
 
     def claim_request(self, digest: str, device_id: str, at: str) -> str | None:
@@ -164,12 +187,22 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
         """One transaction around several calls; each call inside is its own savepoint.
 
         Every commit ends by sealing the new records into the hash chain, so
-        no committed record is ever outside it. The engine's errors leave it
-        as :class:`~hcp.collector.exc.DatabaseError` (hcp.collector.store.errors).
+        no committed record is ever outside it. On PostgreSQL the transaction
+        first takes the record writers' advisory lock (``pg_schema.RECORD_WRITE_LOCK``):
+        writers commit one at a time, so insertion order is commit order, which
+        the chain's sealing by range and the scanners' cursors rely on. The
+        engine's errors leave it as :class:`~hcp.collector.exc.DatabaseError`.
         """
-        with database_errors(), transaction(self._db):
+        engine = self._conn
+        # database_errors(): a driver error raised by the layer's own code (not through the engine) leaves
+        # translated too.
+        with database_errors(), engine.transaction():
+            if engine.dialect == "postgresql":
+                from hcp.collector.store.pg_schema import RECORD_WRITE_LOCK
+
+                engine.execute("SELECT pg_advisory_xact_lock(?)", (RECORD_WRITE_LOCK,))
             yield
-            sealed = seal(self._conn)
+            sealed = seal(engine)
         self._unsigned = self._unsigned or bool(sealed)
 
     @contextmanager
@@ -178,40 +211,15 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
 
         The engine's errors leave it translated: :class:`~hcp.collector.exc.MessageFailed`
         when the block broke a rule, :class:`~hcp.collector.exc.DatabaseUnavailable` (or
-        ``DatabaseFull``) when the database failed, which rolls back the whole batch.
+        ``DatabaseFull``) when the database failed. Should the rollback to the
+        savepoint fail too (SQLite rolled the whole transaction back for a full
+        disk, the server went away), the whole transaction is given up and the
+        block's own error raised, never "no such savepoint".
         """
         if not self._conn.in_transaction:
             raise StoreError("savepoint outside a transaction: use Store.batch()")
-        self._savepoints += 1
-        name = f"sp{self._savepoints}"
-        with database_errors():
-            self._conn.execute(f"SAVEPOINT {name}")
-            try:
-                yield
-            except BaseException:
-                self._roll_back_to(name)
-                raise
-            finally:
-                self._savepoints -= 1
-            self._conn.execute(f"RELEASE {name}")
-
-    def _roll_back_to(self, name: str) -> None:
-        """Undo a savepoint after its block failed, never hiding why it failed.
-
-        Some errors (a full disk, an I/O error) make SQLite roll the whole
-        transaction back itself: the savepoint is gone, and the caller must
-        see the original error, not "no such savepoint".
-        """
-        if not self._conn.in_transaction:
-            return
-        try:
-            self._conn.execute(f"ROLLBACK TO {name}")
-            self._conn.execute(f"RELEASE {name}")
-        except sqlite3.OperationalError as err:
-            # Nothing of the failed block may be committed: give up the whole transaction.
-            log.warning("rolling back to savepoint %s failed too (%s); the transaction is rolled back", name, err)
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+        with database_errors(), self._conn.savepoint():
+            yield
 
     @contextmanager
     def _unit(self) -> Iterator[None]:
@@ -265,10 +273,14 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
             if self.device(device_id) is None:
                 return False
             self._conn.execute(
-                "INSERT OR REPLACE INTO device_status (device_id, state, version, outbox_depth, oldest_unsent_at, "
-                "clock_synced, at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO device_status (device_id, state, version, outbox_depth, oldest_unsent_at, "
+                "clock_synced, at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+                "state = excluded.state, version = excluded.version, outbox_depth = excluded.outbox_depth, "
+                "oldest_unsent_at = excluded.oldest_unsent_at, clock_synced = excluded.clock_synced, "
+                "at = excluded.at, last_seen = excluded.last_seen",
                 (device_id, status.state, status.version, status.outbox_depth, _ts_or_none(status.oldest_unsent_at),
-                 status.clock_synced, _ts_or_none(status.at), _ts(received_at)))
+                 None if status.clock_synced is None else int(status.clock_synced), _ts_or_none(status.at),
+                 _ts(received_at)))
             self._record_fleet_status(device_id, status, received_at)
         return True
 
@@ -319,9 +331,8 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
                                  "case records are never edited")
 
     def _cases(self, case_ids: Iterable[str]) -> dict[str, CaseRow]:
-        rows = self._conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id IN "
-                                  "(SELECT value FROM json_each(?))", (json_list(case_ids),))
-        rows = rows.fetchall()
+        ids, param = self._conn.id_list(case_ids)
+        rows = self._conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id IN ({ids})", (param,)).fetchall()
         return dict(zip([row[0] for row in rows], map(CaseRow._make, rows), strict=True))
 
     # -- ratings ------------------------------------------------------------
@@ -339,13 +350,15 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
 
     def _answers(self, rating_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
         """rating_id → (device_id, first outcome, first reason) for those already stored."""
+        ids, param = self._conn.id_list(rating_ids)
         rows = self._conn.execute("SELECT rating_id, device_id, ack_outcome, ack_reason FROM ratings WHERE "
-                                  "rating_id IN (SELECT value FROM json_each(?))", (json_list(rating_ids),))
+                                  f"rating_id IN ({ids})", (param,))
         return {row[0]: row[1:] for row in rows}
 
     def _claims(self, keys: Iterable[str]) -> dict[str, str]:
-        rows = self._conn.execute("SELECT unit_key, rating_id FROM rating_claims WHERE unit_key IN "
-                                  "(SELECT value FROM json_each(?))", (json_list(keys),))
+        ids, param = self._conn.id_list(keys)
+        rows = self._conn.execute(f"SELECT unit_key, rating_id FROM rating_claims WHERE unit_key IN ({ids})",
+                                  (param,))
         return dict(rows.fetchall())
 
     #: Public names of the two lookups the channels, lifecycle and notifier share:
@@ -363,10 +376,11 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
         """Decide, in order of receipt, the pending ratings whose cases have all arrived."""
         if not case_ids:
             return
+        ids, param = self._conn.id_list(case_ids)
         waiting = self._conn.execute(
             "SELECT r.rating_id, r.kind, r.case_ids, r.day, r.device_id, r.hall_id FROM ratings r "
-            "WHERE r.rating_id IN (SELECT rating_id FROM pending_cases WHERE case_id IN "
-            "(SELECT value FROM json_each(?))) ORDER BY r.rowid", (json_list(case_ids),)).fetchall()
+            f"WHERE r.rating_id IN (SELECT rating_id FROM pending_cases WHERE case_id IN ({ids})) "
+            f"ORDER BY r.{self._conn.row_order}", (param,)).fetchall()
         cases = self._cases({c for row in waiting for c in json.loads(row[2])})
         verdicts = [(row[0], judge(row[1], json.loads(row[2]), date.fromisoformat(row[3]), row[4], row[5],
                                    cases, self.profile)) for row in waiting]
@@ -382,10 +396,11 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
     def _resolve_buttons(self, windows: set[tuple[str, str]], decided_at: datetime) -> None:
         """Link clerk-button ratings that waited for a case at one of ``windows``, oldest first."""
         keys = [window_key(hall, window) for hall, window in windows]
+        ids, param = self._conn.id_list(keys)
         waiting = self._conn.execute(
             "SELECT r.rating_id, r.rated_at, r.clock_synced, r.received_at, r.day, r.device_id, r.hall_id, "
-            "r.window_id FROM pending_cases p JOIN ratings r USING (rating_id) WHERE p.case_id IN "
-            "(SELECT value FROM json_each(?)) ORDER BY r.rowid", (json.dumps(keys),)).fetchall()
+            f"r.window_id FROM pending_cases p JOIN ratings r USING (rating_id) WHERE p.case_id IN ({ids}) "
+            f"ORDER BY r.{self._conn.row_order}", (param,)).fetchall()
         taken: set[str] = set()
         for rating_id, rated_at, synced, received, day, device_id, hall_id, window_id in waiting:
             moment = button_moment(datetime.fromisoformat(rated_at), bool(synced), datetime.fromisoformat(received))
@@ -422,9 +437,9 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
         The rater's identity (applicant id or pseudonym) is never part of it.
         """
         last = 0
+        sql = _export_sql(self._conn.row_order)
         while True:
-            rows = [(order, json.loads(text)) for order, text in
-                    self._conn.execute(_EXPORT_QUERY, (last, _EXPORT_CHUNK))]
+            rows = [(row[0], _export_record(row[1:])) for row in self._conn.execute(sql, (last, _EXPORT_CHUNK))]
             if not rows:
                 return
             cases = self._cases({c for _order, record in rows for c in _linked(record)})
@@ -645,18 +660,25 @@ class _Ingest:
 _DEVICE_QUERY = ("SELECT d.device_id, d.hall_id, d.window_id, d.registered_at, s.state, s.version, s.outbox_depth, "
                  "s.last_seen FROM devices d LEFT JOIN device_status s USING (device_id)")
 
-_EXPORT_QUERY = """
-SELECT r.rowid, json_object(
-    'rating_id', r.rating_id, 'device_id', r.device_id, 'seq', r.seq, 'kind', r.kind, 'channel', r.channel,
-    'case_ids', json(r.case_ids), 'score', r.score, 'rated_at', r.rated_at,
-    'clock_synced', json(CASE WHEN r.clock_synced THEN 'true' ELSE 'false' END),
-    'received_at', r.received_at, 'day', r.day, 'reasons', json(r.reasons), 'prompt_id', r.prompt_id,
-    'hall_id', r.hall_id, 'window_id', r.window_id, 'clerk_id', r.clerk_id, 'item_code', r.item_code,
-    'outcome', o.outcome, 'reason', o.reason, 'decided_at', o.decided_at,
-    'ack_outcome', r.ack_outcome, 'ack_reason', r.ack_reason, 'linked_case_id', l.case_id)
-FROM ratings r JOIN rating_outcomes o USING (rating_id) LEFT JOIN rating_links l USING (rating_id)
-WHERE r.rowid > ? ORDER BY r.rowid LIMIT ?
-"""
+#: The fields of an exported rating, in order: ratings (r.), outcome (o.), link (l.).
+_EXPORT_FIELDS = ("rating_id", "device_id", "seq", "kind", "channel", "case_ids", "score", "rated_at", "clock_synced",
+                  "received_at", "day", "reasons", "prompt_id", "hall_id", "window_id", "clerk_id", "item_code",
+                  "outcome", "reason", "decided_at", "ack_outcome", "ack_reason", "linked_case_id")
+_EXPORT_COLUMNS = ", ".join(f"o.{f}" if f in ("outcome", "reason", "decided_at") else
+                            "l.case_id" if f == "linked_case_id" else f"r.{f}" for f in _EXPORT_FIELDS)
+
+
+def _export_sql(order: str) -> str:
+    return (f"SELECT r.{order}, {_EXPORT_COLUMNS} FROM ratings r JOIN rating_outcomes o USING (rating_id) "
+            f"LEFT JOIN rating_links l USING (rating_id) WHERE r.{order} > ? ORDER BY r.{order} LIMIT ?")
+
+
+def _export_record(row: tuple) -> dict:
+    record = dict(zip(_EXPORT_FIELDS, row, strict=True))
+    record["case_ids"] = json.loads(record["case_ids"])
+    record["reasons"] = json.loads(record["reasons"])
+    record["clock_synced"] = bool(record["clock_synced"])
+    return record
 
 
 def _first_copies(ratings: Sequence[AnyRating]) -> tuple[dict[str, AnyRating], set[str]]:

@@ -55,7 +55,6 @@ Rules that make both engines look like SQLite to the layer:
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -66,9 +65,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlite_utils
 
-from hcp.collector.exc import StoreError
+from hcp.collector.exc import DatabaseUnavailable, StoreError
 from hcp.collector.store.errors import engine_errors, translate_any
-from hcp.db import open_db
+from hcp.db import json_list, open_db
 
 if TYPE_CHECKING:
     import psycopg
@@ -212,6 +211,8 @@ class Engine:
     def _run(self, step: Any) -> Any:
         if self._closed:
             raise StoreError("the database connection is closed")
+        if not self._open:
+            self._revive()
         self._check_not_lost()
         if self._aborted:
             raise StoreError("a statement failed in this transaction: roll back to a savepoint or roll back first")
@@ -229,7 +230,8 @@ class Engine:
         run (and commit) on its own.
         """
         if self._open and not self.in_transaction:
-            raise StoreError("the transaction was rolled back by the database: nothing of it was kept")
+            raise DatabaseUnavailable("the transaction was rolled back by the database (or the connection was "
+                                      "lost): nothing of it was kept")
 
     # -- transactions -------------------------------------------------------
 
@@ -242,6 +244,7 @@ class Engine:
         """BEGIN … COMMIT, or ROLLBACK when the block raises (or COMMIT fails); not nested: use savepoint()."""
         if self.in_transaction:
             raise StoreError("a transaction is already open: use savepoint() inside it")
+        self._revive()
         self._control(self._begin_sql)
         self._open = True
         try:
@@ -343,9 +346,27 @@ class Engine:
         """Run an INSERT (e.g. :meth:`insert_ignore`) for each row; how many rows it really inserted."""
         return self.executemany(sql, rows).rowcount
 
+    @property
+    def row_order(self) -> str:
+        """The column of a record table's insertion order: SQLite's ``rowid``, PostgreSQL's ``row_order`` identity."""
+        raise NotImplementedError
+
+    def json_elements(self, column: str, alias: str) -> str:
+        """A FROM item giving the elements of the JSON text array ``column`` as ``<alias>.value``."""
+        raise NotImplementedError
+
     # -- per engine ---------------------------------------------------------
 
     _begin_sql = "BEGIN"
+
+    def _revive(self) -> None:
+        """Before a statement outside a transaction: reconnect if the server closed the connection.
+
+        A no-op on SQLite. On PostgreSQL a restart or a failover closes the
+        connection; the transaction it was in was rolled back whole (and
+        reported as DatabaseUnavailable), so the next one may start on a new
+        connection. Raises DatabaseUnavailable while the server is still away.
+        """
 
     def _execute(self, sql: str, params: Params) -> Result:
         raise NotImplementedError
@@ -389,8 +410,15 @@ class SqliteEngine(Engine):
         self._conn.close()
 
     # sqlite-only: the dialect helpers' SQLite forms.
+    @property
+    def row_order(self) -> str:
+        return "rowid"
+
+    def json_elements(self, column: str, alias: str) -> str:
+        return f"json_each({column}) AS {alias}"
+
     def id_list(self, ids: Iterable[str]) -> tuple[str, Any]:
-        return "SELECT value FROM json_each(?)", json.dumps(list(ids), ensure_ascii=False)
+        return "SELECT value FROM json_each(?)", json_list(ids)
 
     def insert_ignore(self, table: str, columns: Sequence[str], values: str | None = None) -> str:
         return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({values or marks(columns)})"
@@ -421,6 +449,11 @@ def marks(columns: Sequence[str]) -> str:
 def is_url(database: str | Path) -> bool:
     """Whether ``database`` names a PostgreSQL server (a ``postgresql://`` URL) rather than an SQLite file."""
     return isinstance(database, str) and database.startswith(_URL_SCHEMES)
+
+
+def database_location(database: str | Path) -> str | Path:
+    """A ``postgresql://`` URL as it is, anything else as a Path (an SQLite file)."""
+    return database if is_url(database) else Path(database)
 
 
 def connect(database: str | Path, *, check_same_thread: bool = True, connect_timeout: int = 10) -> Engine:

@@ -5,6 +5,7 @@ See engine.py's module docstring for the rules these classes keep.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,9 @@ from psycopg import pq
 from psycopg.adapt import Dumper, Loader
 
 from hcp.collector.store.engine import Dialect, Engine, Params, Result, marks, pg_params
+from hcp.collector.store.errors import translate_pg
+
+log = logging.getLogger("hcp.collector.store")
 
 
 class _BoolAsInt(Loader):
@@ -61,10 +65,27 @@ class PostgresEngine(Engine):
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], url: str = "", connect_timeout: int = 10) -> None:
         super().__init__()
         self._conn = conn
+        self._url, self._connect_timeout = url, connect_timeout
         _adapt(conn)
+
+    def _revive(self) -> None:
+        if not self._conn.closed or not self._url:
+            return
+        try:
+            conn = _connect(self._url, self._connect_timeout)
+        except psycopg.Error as err:
+            raise translate_pg(err) from err
+        _adapt(conn)
+        self._conn, self._aborted = conn, False
+        log.warning("reconnected to the collector database (%s)", conn.info.host)
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        """The psycopg connection, for the migrations (``pg_schema``) and nothing else."""
+        return self._conn
 
     @property
     def in_transaction(self) -> bool:
@@ -90,6 +111,13 @@ class PostgresEngine(Engine):
     def _close(self) -> None:
         self._conn.close()
 
+    @property
+    def row_order(self) -> str:
+        return "row_order"
+
+    def json_elements(self, column: str, alias: str) -> str:
+        return f"jsonb_array_elements_text(CAST({column} AS jsonb)) AS {alias}(value)"
+
     def id_list(self, ids: Iterable[str]) -> tuple[str, Any]:
         return "SELECT unnest(CAST(? AS text[])) AS value", list(ids)
 
@@ -104,6 +132,24 @@ class PostgresEngine(Engine):
     def limit(self, count: int | None) -> int | None:
         return count  # LIMIT NULL is no limit
 
+    def executemany_count(self, sql: str, rows: Iterable[Params]) -> int:
+        # psycopg's rowcount after executemany is not the rows inserted (ON CONFLICT DO NOTHING skips
+        # some): count the rows each statement returns instead, still in one pipeline.
+        rows = list(rows)
+        if not rows:
+            return 0
+
+        def step() -> int:
+            cursor = self._conn.cursor()
+            query, _ = pg_params(f"{sql} RETURNING 1", rows[0])
+            cursor.executemany(query, [pg_params(sql, row)[1] for row in rows], returning=True)  # type: ignore[arg-type]
+            count = len(cursor.fetchall())
+            while cursor.nextset():
+                count += len(cursor.fetchall())
+            return count
+
+        return self._run(step)
+
     def insert_id(self, sql: str, params: Params = None, column: str = "id") -> int:
         row = self.execute(f"{sql} RETURNING {column}", params).fetchone()
         assert row is not None
@@ -111,6 +157,13 @@ class PostgresEngine(Engine):
 
 
 def connect_pg(url: str, connect_timeout: int) -> PostgresEngine:
-    """A :class:`PostgresEngine` over ``url`` in autocommit (libpq's URL rules: several hosts, target_session_attrs)."""
+    """A :class:`PostgresEngine` over ``url`` in autocommit (libpq's URL rules: several hosts, target_session_attrs).
+
+    It reconnects by itself after losing the server, before the next transaction.
+    """
+    return PostgresEngine(_connect(url, connect_timeout), url, connect_timeout)
+
+
+def _connect(url: str, connect_timeout: int) -> psycopg.Connection[Any]:
     timeout = {} if "connect_timeout" in url else {"connect_timeout": connect_timeout}
-    return PostgresEngine(psycopg.connect(url, autocommit=True, **timeout))
+    return psycopg.connect(url, autocommit=True, **timeout)

@@ -7,12 +7,15 @@ The rules that use them stay beside the domain: :mod:`hcp.collector.fleet`
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from hcp.collector.fleet import ClockRef
 from hcp.domain import utc_text
 from hcp.protocol import StatusMessage
+
+if TYPE_CHECKING:
+    from hcp.collector.store.engine import Engine
 
 _FLEET_QUERY = """
 SELECT d.device_id, d.hall_id, d.window_id, s.state, s.version, s.outbox_depth, s.oldest_unsent_at,
@@ -34,7 +37,7 @@ WHERE c.hall_id = ? AND c.window_id = ? AND c.intake = 'ok' AND c.completed_at B
 class FleetQueries:
     """What the :class:`~hcp.collector.store.Store` knows of its terminals beyond their registration."""
 
-    _conn: sqlite3.Connection
+    _conn: Engine
 
     def fleet(self) -> list[dict]:
         """Every registered terminal with its last status and fleet facts, for hcp.collector.fleet.assess."""

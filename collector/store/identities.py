@@ -10,15 +10,18 @@ never leaves the store.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hcp.collector.store.engine import Engine
 
 
 class IdentityQueries:
     """Rows of ``rater_identities``; mixed into the Store, which provides ``_conn``, ``_unit`` and ``_key``."""
 
-    _conn: sqlite3.Connection
+    _conn: Engine
     _unit: Callable[[], AbstractContextManager[None]]
     _key: bytes
 
@@ -30,12 +33,8 @@ class IdentityQueries:
         """Store ``(case_id, sealed, kept_at)`` rows; a case already kept is left as it is. How many were new."""
         conn = self._conn
         with self._unit():
-            # sqlite-only: total_changes counts the rows INSERT OR IGNORE really inserted
-            before = conn.total_changes
-            # sqlite-only: INSERT OR IGNORE
-            conn.executemany("INSERT OR IGNORE INTO rater_identities (case_id, sealed, kept_at) "
-                             "VALUES (?, ?, ?)", rows)
-            return conn.total_changes - before
+            return conn.executemany_count("INSERT INTO rater_identities (case_id, sealed, kept_at) "
+                                          "VALUES (?, ?, ?) ON CONFLICT DO NOTHING", rows)
 
     def sealed_identity(self, case_id: str) -> bytes | None:
         """The sealed identity kept for ``case_id``, or None."""

@@ -7,13 +7,11 @@ may follow what, deadlines, who may decide) stay in those modules; the
 check-then-write of one action runs inside ``Store.unit()``.
 
 Times are passed in as stored text (UTC RFC 3339), as the callers' ``_ts`` writes them. Placeholders are
-SQLite's (``?``, ``:name``) throughout; other SQLite-only constructs are marked ``# sqlite-only:``.
+SQLite's (``?``, ``:name``) throughout, which the Engine rewrites for PostgreSQL: every statement runs on both.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +22,7 @@ from hcp.domain import Channel
 
 if TYPE_CHECKING:
     from hcp.collector.pseudonym import Pseudonymizer
+    from hcp.collector.store.engine import Engine
     from hcp.collector.workdays import Calendar
     from hcp.config.policy import Profile
 
@@ -52,7 +51,7 @@ class Appeal:
 class LifecycleQueries:
     """The lifecycle's reads and writes, mixed into the Store, which provides the attributes annotated here."""
 
-    _conn: sqlite3.Connection
+    _conn: Engine
     _key: bytes
     _pseudonym: Pseudonymizer
     profile: Profile
@@ -67,10 +66,9 @@ class LifecycleQueries:
 
         ``failed_ok``: include cases whose intake failed. ``limit``: at most so many (None: all).
         """
-        # sqlite-only: LIMIT -1 means no limit (PostgreSQL: LIMIT ALL or NULL).
         return self._conn.execute(_UNRATED_CASES, {"cutoff": completed_before, "after": after,
-                                                   "limit": -1 if limit is None else limit,
-                                                   "failed_ok": failed_ok}).fetchall()
+                                                   "limit": self._conn.limit(limit),
+                                                   "failed_ok": int(failed_ok)}).fetchall()
 
     def insert_default_ratings(self, ratings: Sequence[tuple], claims: Sequence[tuple[str, str]]) -> None:
         """Store system default ratings and the (unit_key, rating_id) claims that make each happen once."""
@@ -88,12 +86,12 @@ class LifecycleQueries:
         """Open a follow-up for each accepted 差评 among ``rating_ids`` (never for a default)."""
         if not rating_ids:
             return 0
-        # sqlite-only: json_each to bind a list; rowid for the order of receipt.
+        ids, id_param = self._conn.id_list(rating_ids)
+        bad = [int(score) for score in self.profile.grades.bad]
         rows = self._conn.execute(
             "SELECT rating_id, hall_id, window_id, clerk_id, score, rated_at, clock_synced, received_at FROM ratings "
-            "WHERE rating_id IN (SELECT value FROM json_each(?)) AND channel != ? AND score IN "
-            "(SELECT value FROM json_each(?)) ORDER BY rowid",
-            (json.dumps(list(rating_ids)), Channel.SYSTEM_DEFAULT.value, json.dumps(self.profile.grades.bad)),
+            f"WHERE rating_id IN ({ids}) AND channel != ? AND score IN ({', '.join('?' * len(bad)) or 'NULL'}) "
+            f"ORDER BY {self._conn.row_order}", (id_param, Channel.SYSTEM_DEFAULT.value, *bad),
         ).fetchall()
         return self.open_followups_for(rows, opened_at)
 
@@ -104,13 +102,12 @@ class LifecycleQueries:
         """
         if not ratings:
             return 0
-        # sqlite-only: max(id) + 1 is safe under SQLite's one writer (PostgreSQL: under the record-write lock).
+        # max(id) + 1 is safe: one writer at a time (SQLite's lock; PostgreSQL: Store.batch's advisory lock).
         next_id = self._conn.execute("SELECT coalesce(max(id), 0) FROM followups").fetchone()[0] + 1
         records = followup_records(self.profile, self.calendar, ratings, opened_at, next_id)
-        # sqlite-only: INSERT OR IGNORE.
-        self._conn.executemany("INSERT OR IGNORE INTO followups (id, rating_id, hall_id, window_id, clerk_id, score, "
+        self._conn.executemany("INSERT INTO followups (id, rating_id, hall_id, window_id, clerk_id, score, "
                                "rated_at, opened_at, contact_due, rectify_due, spot_check) VALUES "
-                               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+                               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", records)
         return len(records)
 
     def followups(self) -> list[FollowUp]:
@@ -160,10 +157,8 @@ class LifecycleQueries:
     def insert_appeal(self, rating_id: str, filed_by: str, filed_at: str, evidence: str,
                       review_due: str | None) -> int:
         """File an appeal; returns its number."""
-        cursor = self._conn.execute("INSERT INTO appeals (rating_id, filed_by, filed_at, evidence, review_due) "
+        return self._conn.insert_id("INSERT INTO appeals (rating_id, filed_by, filed_at, evidence, review_due) "
                                     "VALUES (?, ?, ?, ?, ?)", (rating_id, filed_by, filed_at, evidence, review_due))
-        # sqlite-only: cursor.lastrowid (PostgreSQL: RETURNING id).
-        return cursor.lastrowid  # type: ignore[return-value]
 
     def insert_appeal_decision(self, appeal_id: int, upheld: bool, reviewer: str, decided_at: str,
                                reason: str) -> None:
@@ -226,7 +221,7 @@ class LifecycleQueries:
 
 _UNRATED_CASES = """
 SELECT case_id, batch_id, hall_id, window_id, item_code, clerk_id, completed_at FROM cases c
-WHERE completed_at < :cutoff AND case_id > :after AND (intake = 'ok' OR :failed_ok)
+WHERE completed_at < :cutoff AND case_id > :after AND (intake = 'ok' OR :failed_ok = 1)
   AND NOT EXISTS (SELECT 1 FROM rating_claims k WHERE k.unit_key = 'case:' || c.case_id)
 ORDER BY case_id LIMIT :limit
 """

@@ -11,10 +11,13 @@ columns and final status, so databases written before read and carry on the same
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hcp.collector.store.engine import Engine
 
 PENDING, SENT = "pending", "sent"
 
@@ -67,7 +70,7 @@ _RATING_COLUMNS = ("r.rating_id, r.kind, r.channel, r.score, r.reasons, r.rated_
 class OutboxQueries:
     """The outboxes' and scanners' rows; mixed into the Store, which provides ``_conn`` and ``_unit``."""
 
-    _conn: sqlite3.Connection
+    _conn: Engine
     _unit: Callable[[], AbstractContextManager[None]]
 
     # -- the retry outboxes ----------------------------------------------------
@@ -78,22 +81,19 @@ class OutboxQueries:
         columns = ", ".join((t.key, *t.fields))
         marks = ", ".join("?" * (1 + len(t.fields)))
         with self._unit():
-            # sqlite-only: total_changes counts the rows INSERT OR IGNORE really inserted
-            before = conn.total_changes
-            # sqlite-only: INSERT OR IGNORE
-            conn.executemany(f"INSERT OR IGNORE INTO {t.name} ({columns}, status, next_at, created_at) "
-                             f"VALUES ({marks}, '{PENDING}', ?, ?)", [(*row, at, at) for row in rows])
-            return conn.total_changes - before
+            return conn.executemany_count(f"INSERT INTO {t.name} ({columns}, status, next_at, created_at) "
+                                          f"VALUES ({marks}, '{PENDING}', ?, ?) ON CONFLICT DO NOTHING",
+                                          [(*row, at, at) for row in rows])
 
     def pending_outbox_records(self, table: OutboxTable, limit: int, due_by: str | None = None) -> list[OutboxItem]:
         """Pending records in the order queued, at most ``limit`` (-1: all); only those due by ``due_by`` if given."""
         t = table
         when = "" if due_by is None else "AND next_at <= ? "
-        # sqlite-only: rowid breaks ties of created_at
-        # sqlite-only: LIMIT -1 (the default batch) means no limit
+        # The insertion order breaks ties of created_at.
         rows = self._conn.execute(
             f"SELECT {t.key}, attempts, next_at, {', '.join(t.fields)} FROM {t.name} WHERE status = '{PENDING}' "
-            f"{when}ORDER BY created_at, rowid LIMIT ?", (() if due_by is None else (due_by,)) + (limit,)).fetchall()
+            f"{when}ORDER BY created_at, {self._conn.row_order} LIMIT ?",
+            (() if due_by is None else (due_by,)) + (self._conn.limit(None if limit < 0 else limit),)).fetchall()
         return [OutboxItem(key, dict(zip(t.fields, rest, strict=True)), attempts, next_at)
                 for key, attempts, next_at, *rest in rows]
 
@@ -125,8 +125,8 @@ class OutboxQueries:
     def given_up_outbox_records(self, table: OutboxTable) -> list[tuple[str, str]]:
         """``(key, reason)`` of every record given up, the earliest first."""
         t = table
-        # sqlite-only: rowid as the order of insertion
-        order = f"{t.given_up_at}, rowid" if t.given_up_at else "rowid"
+        row_order = self._conn.row_order
+        order = f"{t.given_up_at}, {row_order}" if t.given_up_at else row_order
         return self._conn.execute(f"SELECT {t.key}, {t.reason} FROM {t.name} WHERE status = ? ORDER BY {order}",
                                   (t.given_up,)).fetchall()
 
@@ -146,10 +146,10 @@ class OutboxQueries:
 
     def upstream_ratings_after(self, last: int) -> list[tuple]:
         """``(order, *rating columns, text)`` of the ratings accepted on arrival, stored after ``last``."""
-        # sqlite-only: rowid as the order of receipt (the cursor of upstream-ratings)
+        order = f"r.{self._conn.row_order}"  # the order of receipt: the cursor of upstream-ratings
         return self._conn.execute(
-            f"SELECT r.rowid, {_RATING_COLUMNS} FROM ratings r LEFT JOIN rating_texts t "
-            "USING (rating_id) WHERE r.rowid > ? AND r.ack_outcome = 'accepted' ORDER BY r.rowid",
+            f"SELECT {order}, {_RATING_COLUMNS} FROM ratings r LEFT JOIN rating_texts t "
+            f"USING (rating_id) WHERE {order} > ? AND r.ack_outcome = 'accepted' ORDER BY {order}",
             (last,)).fetchall()
 
     def upstream_acceptances_after(self, last: int) -> list[tuple[int, str]]:

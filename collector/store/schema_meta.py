@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +43,7 @@ class RecordedPolicy:
         return f"{source} ({self.region})"
 
 
-def recorded_policy(conn: sqlite3.Connection) -> RecordedPolicy | None:
+def recorded_policy(conn: Any) -> RecordedPolicy | None:
     """The recorded policy, or None for a database made before it was recorded."""
     row = conn.execute("SELECT value FROM store_meta WHERE key = ?", [POLICY_KEY]).fetchone()
     if row is None:
@@ -53,7 +52,7 @@ def recorded_policy(conn: sqlite3.Connection) -> RecordedPolicy | None:
     return RecordedPolicy(data["section"], data["region"], data["code"])
 
 
-def record_policy(conn: sqlite3.Connection, policy: RecordedPolicy) -> None:
+def record_policy(conn: Any, policy: RecordedPolicy) -> None:
     """Record (or replace) the database's policy; the caller holds the transaction."""
     value = json.dumps({"section": policy.section, "region": policy.region, "code": policy.code},
                        ensure_ascii=False, sort_keys=True)
@@ -66,7 +65,7 @@ def request_digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def claim_request(conn: sqlite3.Connection, digest: str, device_id: str, at: str) -> str | None:
+def claim_request(conn: Any, digest: str, device_id: str, at: str) -> str | None:
     """Record a request as imported; when it already was, return when (and record nothing)."""
     row = conn.execute("SELECT imported_at FROM imported_requests WHERE digest = ?", [digest]).fetchone()
     if row is not None:

@@ -45,8 +45,8 @@ def _register_collector(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p)
     add_print_config(p)
-    p.add_argument("--database", metavar="FILE", default=argparse.SUPPRESS,
-                   help="SQLite file (default <data-dir>/collector.sqlite)")
+    p.add_argument("--database", metavar="FILE|URL", default=argparse.SUPPRESS,
+                   help="SQLite file (default <data-dir>/collector.sqlite) or postgresql://user@host/dbname")
     p.set_defaults(func=run_collector)
 
 
@@ -78,7 +78,10 @@ def run_collector(args: argparse.Namespace) -> int:
     from hcp.instance import InstanceLock
 
     # One process per collector id (its MQTT session); collectors with other ids may share the database.
-    with InstanceLock(config.database_path.parent / f"collector-{config.collector.id}.lock",
+    database = config.database_path
+    # A server database has no folder here: the lock lives in the data folder.
+    folder = config.data.dir if isinstance(database, str) else database.parent
+    with InstanceLock(folder / f"collector-{config.collector.id}.lock",
                       f"collector {config.collector.id}"):
         return _serve_collector(config)
 

@@ -30,8 +30,8 @@ def add_config_flags(parser: argparse.ArgumentParser, *, broker: bool = True) ->
 def add_store_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of a command that opens the collector's store and does not speak MQTT."""
     add_config_flags(parser, broker=False)
-    parser.add_argument("--database", metavar="FILE", default=argparse.SUPPRESS,
-                        help="collector SQLite file (default <data-dir>/collector.sqlite)")
+    parser.add_argument("--database", metavar="FILE|URL", default=argparse.SUPPRESS,
+                        help="collector SQLite file (default <data-dir>/collector.sqlite) or postgresql:// URL")
 
 
 def add_broker_flags(parser: argparse.ArgumentParser, *, config: bool = True, prefix: bool = False) -> None:

@@ -310,7 +310,8 @@ def _register_push(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy-profile", help="policy preset the terminal uses")
     add_broker_flags(p)
     p.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="collector data directory (for --hall)")
-    p.add_argument("--database", metavar="FILE", default=argparse.SUPPRESS, help="collector SQLite file (for --hall)")
+    p.add_argument("--database", metavar="FILE|URL", default=argparse.SUPPRESS,
+                   help="collector SQLite file or postgresql:// URL (for --hall)")
     p.set_defaults(func=push_settings)
 
 

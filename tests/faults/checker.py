@@ -62,15 +62,25 @@ class Figures:
 HEADER = "scenario       figures (lost, duplicated and unexpected must be 0)"
 
 
-def collector_ratings(database: Path) -> list[StoredRating]:
-    """Every rating the collector stored, with its current outcome (read-only; it may be running)."""
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = conn.execute("SELECT r.rating_id, r.case_ids, r.kind, o.outcome FROM ratings r "
-                            "JOIN rating_outcomes o ON o.rating_id = r.rating_id").fetchall()
-    finally:
-        conn.close()
+def collector_ratings(database: Path | str) -> list[StoredRating]:
+    """Every rating the collector stored, with its current outcome (read-only; it may be running).
+
+    ``database``: an SQLite file or a PostgreSQL URL.
+    """
+    from stack import read_rows
+
+    rows = read_rows(database, "SELECT r.rating_id, r.case_ids, r.kind, o.outcome FROM ratings r "
+                               "JOIN rating_outcomes o ON o.rating_id = r.rating_id")
     return [StoredRating(rid, tuple(json.loads(cases)), kind, outcome) for rid, cases, kind, outcome in rows]
+
+
+def collector_sound_pg(url: str) -> list[str]:
+    """What is wrong with a PostgreSQL collector database after the faults: the hash chain and schema."""
+    from hcp.collector.store import chain
+    from hcp.collector.store.engine import connect
+
+    with connect(url) as engine:
+        return [f"chain: {p}" for p in chain.verify(engine) if not p.what.startswith("covered by no signed head")]
 
 
 def collector_sound(database: Path) -> list[str]:

@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
-from checker import Figures, check, collector_ratings, collector_sound
+from checker import Figures, check, collector_ratings, collector_sound, collector_sound_pg
 from proxy import Proxy
 from stack import CollectorProcess, wait_for
 from terminal import AgentSettings, InProcessTerminal, PanelDriver, StopDriving, Terminal, Zygote, integrity_ok
@@ -45,6 +45,7 @@ class Sizes:
 
     agent_kills: int
     collector_kills: int
+    postgres_restarts: int
     broker_kills: int
     cuts: int
     backlog: int
@@ -55,23 +56,23 @@ class Sizes:
 
     @classmethod
     def ci(cls) -> Sizes:
-        return cls(agent_kills=100, collector_kills=4, broker_kills=4, cuts=4, backlog=2_000, outage_s=2.0,
-                   queued_ratings=30, replays=100, time_limit_s=90)
+        return cls(agent_kills=100, collector_kills=4, postgres_restarts=4, broker_kills=4, cuts=4, backlog=2_000,
+                   outage_s=2.0, queued_ratings=30, replays=100, time_limit_s=90)
 
     @classmethod
     def long(cls) -> Sizes:
-        return cls(agent_kills=10_000, collector_kills=100, broker_kills=100, cuts=100, backlog=100_000,
-                   outage_s=60.0, queued_ratings=2_000, replays=100, time_limit_s=3 * 3600)
+        return cls(agent_kills=10_000, collector_kills=100, postgres_restarts=100, broker_kills=100, cuts=100,
+                   backlog=100_000, outage_s=60.0, queued_ratings=2_000, replays=100, time_limit_s=3 * 3600)
 
 
 class Rig:
     """A broker, a collector on it, and names for cases; one per scenario."""
 
-    def __init__(self, work: Path, zygote: Zygote, broker_conf: str = "") -> None:
+    def __init__(self, work: Path, zygote: Zygote, broker_conf: str = "", database: str | None = None) -> None:
         self.work, self.zygote = work, zygote
         self.broker = Broker(work / "broker", extra_conf=broker_conf)
         self.broker.start()
-        self.collector = CollectorProcess(self.broker, work / "collector")
+        self.collector = CollectorProcess(self.broker, work / "collector", database=database)
         self._cases = 0
 
     def prepare(self, devices: list[str], cases: int) -> None:
@@ -94,7 +95,7 @@ class Rig:
         return AgentSettings(device_id=device_id, port=self.broker.port, **kw)  # type: ignore[arg-type]
 
     def stored(self):
-        return collector_ratings(self.collector.data / "collector.sqlite")
+        return collector_ratings(self.collector.database)
 
     def close(self) -> None:
         self.collector.stop(signal.SIGKILL)
@@ -102,8 +103,8 @@ class Rig:
 
 
 @contextmanager
-def rig(work: Path, zygote: Zygote, broker_conf: str = "") -> Iterator[Rig]:
-    r = Rig(work, zygote, broker_conf)
+def rig(work: Path, zygote: Zygote, broker_conf: str = "", database: str | None = None) -> Iterator[Rig]:
+    r = Rig(work, zygote, broker_conf, database)
     try:
         yield r
     finally:
@@ -206,9 +207,9 @@ def agent_kill(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random) -> 
 # ---- kill -9 of the collector and of the broker under a steady stream ----------
 
 def _under_stream(name: str, work: Path, zygote: Zygote, count: int, sizes: Sizes, rng: random.Random,
-                  fault: Callable[[Rig, int], None]) -> Figures:
+                  fault: Callable[[Rig, int], None], database: str | None = None) -> Figures:
     figures = Figures(name)
-    with rig(work, zygote) as r:
+    with rig(work, zygote, database=database) as r:
         r.prepare(["t-stream"], 20_000)
         r.start_collector()
         terminal = Terminal(zygote, work / "agent", r.settings("t-stream"))
@@ -250,6 +251,28 @@ def broker_kill(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random) ->
         time.sleep(rng.uniform(0, 1.0))
         r.broker.start()
     return _under_stream("broker -9", work, zygote, sizes.broker_kills, sizes, rng, fault)
+
+
+def postgres_restart(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random) -> Figures:
+    """The collector on PostgreSQL: the server stopped at once (``pg_ctl -m immediate``, a crash: no
+    checkpoint) or killed -9, at random moments under the stream, and started again."""
+    from pg import Cluster
+
+    with Cluster.create() as cluster:  # in a folder the server user can reach
+        url = cluster.url(cluster.fresh_database())
+
+        def fault(r: Rig, n: int) -> None:
+            if n % 2:
+                cluster.kill()
+            else:
+                cluster.stop("immediate")
+            time.sleep(rng.uniform(0, 1.5))
+            cluster.start()
+
+        figures = _under_stream("postgres restart", work, zygote, sizes.postgres_restarts, sizes, rng, fault,
+                                database=url)
+        figures.problems += collector_sound_pg(url)
+    return figures
 
 
 # ---- the network between terminal and broker -----------------------------------
@@ -502,6 +525,7 @@ SCENARIOS: dict[str, Callable[[Path, Zygote, Sizes, random.Random], Figures]] = 
     "agent_kill": agent_kill,
     "collector_kill": collector_kill,
     "broker_kill": broker_kill,
+    "postgres_restart": postgres_restart,
     "network_cut": network_cut,
     "queue_limit": queue_limit,
     "disk": disk_faults,
