@@ -258,8 +258,21 @@ def test_postgresql_connection_drop_is_unavailable(pg_cluster: Cluster, pg_datab
         assert isinstance(caught.value.__cause__, psycopg.OperationalError)
         assert not victim.in_transaction
         assert admin.execute("SELECT count(*) FROM t").fetchone() == (0,)
-        with pytest.raises(DatabaseUnavailable):
-            victim.execute("SELECT 1")
+        # The next statement outside a transaction reconnects: a server restart is survived.
+        assert victim.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+
+
+def test_postgresql_reconnect_while_the_server_is_away_is_unavailable(tmp_path):
+    with Cluster.create() as cluster:
+        url = cluster.url("postgres")
+        with connect(url) as engine:
+            cluster.stop("immediate")
+            with pytest.raises(DatabaseUnavailable):
+                engine.execute("SELECT 1")  # the connection breaks
+            with pytest.raises(DatabaseUnavailable, match="Connection refused|connection failed"):
+                engine.execute("SELECT 1")  # reconnecting fails while the server is down
+            cluster.start()
+            assert engine.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_postgresql_errors_by_class():
