@@ -172,7 +172,7 @@ def order_column(spec: Chained, pg: bool) -> str:
 def _new_by_order(conn: Any, spec: Chained, order: str) -> tuple[list[tuple], int, int]:
     """The rows of ``spec`` after its last sealed one, with their first and last order."""
     table = spec.table
-    done = conn.execute(_SEALED_UP_TO, (table,)).fetchone()[0]
+    done = conn.execute(_SEALED_UP_TO, {"tbl": table, "mark": f"chain_sealed_order:{table}"}).fetchone()[0]
     first, last = conn.execute(f"SELECT min({order}), max({order}) FROM {table} WHERE {order} > ?",
                                (done,)).fetchone()
     if first is None:
@@ -180,8 +180,11 @@ def _new_by_order(conn: Any, spec: Chained, order: str) -> tuple[list[tuple], in
     return conn.execute(_range_sql(spec, order), (done, last)).fetchall(), first, last
 
 
-_SEALED_UP_TO = ("SELECT coalesce(max(done), 0) FROM (SELECT max(last_order) AS done FROM chain_blocks WHERE tbl = ?1 "
-                 "UNION ALL SELECT max(row_order) FROM chain WHERE tbl = ?1) AS sealed")
+#: Where the last block of a table ended; on PostgreSQL also where a copy from SQLite left a table that
+#: was sealed there without a rowid (``store_meta``, written by hcp.collector.store.copy).
+_SEALED_UP_TO = ("SELECT coalesce(max(done), 0) FROM (SELECT max(last_order) AS done FROM chain_blocks WHERE tbl = :tbl "
+                 "UNION ALL SELECT max(row_order) FROM chain WHERE tbl = :tbl "
+                 "UNION ALL SELECT CAST(value AS bigint) FROM store_meta WHERE key = :mark) AS sealed")
 
 
 def _range_sql(spec: Chained, order: str) -> str:

@@ -180,6 +180,18 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
         with self._unit():
             return claim_request(self._conn, digest, device_id, at)
 
+    def grant_collector_role(self, role: str) -> None:
+        """PostgreSQL: grant the collectors' login ``role`` INSERT and SELECT on records (no UPDATE, DELETE).
+
+        Run as the owner role, after migrating. Refused (StoreError) on SQLite, which has no roles.
+        """
+        if self.dialect != "postgresql":
+            raise StoreError("--grant-to: SQLite has no roles; the file's permissions protect it (mode 0600)")
+        from hcp.collector.store import pg_schema
+
+        with database_errors():
+            pg_schema.grant_collector(self._conn.connection, role)  # type: ignore[attr-defined]
+
     # -- transactions -------------------------------------------------------
 
     @contextmanager

@@ -116,7 +116,24 @@ def _register_migrate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--change-policy", action="store_true",
                    help="record the policy given (--policy or -c) even when the database was made for another "
                    "region; ratings already stored keep the outcomes judged under the old one")
+    p.add_argument("--grant-to", metavar="ROLE",
+                   help="PostgreSQL: give the collectors' login role what it needs and no more (INSERT and SELECT "
+                   "on records, no UPDATE or DELETE); run as the owner role (docs/install.md)")
     p.set_defaults(func=run_migrate)
+    p = subparsers.add_parser(
+        "migrate-store", help="copy an SQLite collector database into PostgreSQL, chain included",
+        description="Copy every row of the SQLite collector database --from into the PostgreSQL database --to "
+        "(made and migrated when empty), in one transaction, keeping each record's place so the hash chain "
+        "verifies there. The source is verified and its chain head signed first; an interrupted copy leaves "
+        "nothing and is run again; a finished one is recognised. Stop the collector first. Example:\n"
+        "  hcp migrate-store -c /etc/hcp/collector.toml --from /var/lib/hcp/collector.sqlite "
+        "--to postgresql://hcp_owner@db1/hcp",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p, broker=False)
+    p.add_argument("--from", dest="source", required=True, type=Path, metavar="FILE",
+                   help="the SQLite collector database")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="postgresql://user@host/dbname")
+    p.set_defaults(func=run_migrate_store)
 
 
 def run_migrate(args: argparse.Namespace) -> int:
@@ -124,8 +141,35 @@ def run_migrate(args: argparse.Namespace) -> int:
 
     with open_collector_store(collector_config(args), create=True, change_policy=args.change_policy) as store:
         profile = store.profile
+        if args.grant_to:
+            store.grant_collector_role(args.grant_to)
     config = collector_config(args)
-    print(f"{config.database_path}: ready, policy {profile.name} ({profile.code})")
+    print(f"{config.database_path}: ready, policy {profile.name} ({profile.code})"
+          + (f"; role {args.grant_to} granted" if args.grant_to else ""))
+    return 0
+
+
+def run_migrate_store(args: argparse.Namespace) -> int:
+    from hcp.collector.opening import open_store as open_collector_store
+    from hcp.collector.store import is_url
+    from hcp.collector.store.copy import copy_store
+
+    if not is_url(args.target):
+        raise SystemExit("hcp migrate-store: --to: give a postgresql:// URL")
+    args.database = str(args.source)
+    with open_collector_store(collector_config(args)) as source:
+        args.database = args.target
+        with open_collector_store(collector_config(args), create=True) as target:
+            report = copy_store(source, target, lambda table, n: print(f"{table}: {n} row(s)") if n else None)
+            problems = target.verify_chain()
+    if report.already:
+        print(f"{args.target.split('@')[-1]}: already holds this copy ({report.total} rows); nothing done")
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"the copy does not verify: {len(problems)} problem(s)")
+        return 1
+    print(f"copied {report.total} rows; the target verifies (hcp verify --database {args.target.split('?')[0]})")
     return 0
 
 
