@@ -269,7 +269,7 @@ def test_postgresql_reconnect_while_the_server_is_away_is_unavailable(tmp_path):
             cluster.stop("immediate")
             with pytest.raises(DatabaseUnavailable):
                 engine.execute("SELECT 1")  # the connection breaks
-            with pytest.raises(DatabaseUnavailable, match="Connection refused|connection failed"):
+            with pytest.raises(DatabaseUnavailable, match=r"Connection refused|connection failed"):
                 engine.execute("SELECT 1")  # reconnecting fails while the server is down
             cluster.start()
             assert engine.execute("SELECT 1").fetchone() == (1,)

@@ -182,8 +182,8 @@ def _new_by_order(conn: Any, spec: Chained, order: str) -> tuple[list[tuple], in
 
 #: Where the last block of a table ended; on PostgreSQL also where a copy from SQLite left a table that
 #: was sealed there without a rowid (``store_meta``, written by hcp.collector.store.copy).
-_SEALED_UP_TO = ("SELECT coalesce(max(done), 0) FROM (SELECT max(last_order) AS done FROM chain_blocks WHERE tbl = :tbl "
-                 "UNION ALL SELECT max(row_order) FROM chain WHERE tbl = :tbl "
+_SEALED_UP_TO = ("SELECT coalesce(max(done), 0) FROM (SELECT max(last_order) AS done FROM chain_blocks "
+                 "WHERE tbl = :tbl UNION ALL SELECT max(row_order) FROM chain WHERE tbl = :tbl "
                  "UNION ALL SELECT CAST(value AS bigint) FROM store_meta WHERE key = :mark) AS sealed")
 
 
