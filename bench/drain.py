@@ -8,12 +8,17 @@ the raw QoS 1 rate of the same broker with mosquitto_pub/mosquitto_sub in the
 same run (the ceiling), both with one rating per message and with a 500-rating
 message. Scores follow bench/common.py's SCORE_MIX (15 % 差评).
 
-    python bench/drain.py [--ratings 100000]
+    python bench/drain.py [--ratings 100000] [--engine both|sqlite|postgresql]
+
+``--engine both`` (the default) drains into an SQLite collector and into one
+on a private PostgreSQL 15 cluster (hcp.sim.postgres, fsync on) in the same
+run, one after the other, so the two figures share the machine's minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sqlite3
 import statistics
@@ -33,6 +38,7 @@ from hcp.config.policy import load_profile
 from hcp.domain import Kind, now_cst
 from hcp.protocol import CaseRecord, Topics
 from hcp.sim.broker import Broker
+from hcp.sim.postgres import Cluster
 from hcp.sync.mqtt import LinkSettings, MqttLink
 from hcp.sync.outbox import Draft, Outbox
 
@@ -49,17 +55,17 @@ def fill_outbox(path: Path, count: int) -> None:
                                   item_code="I1") for n in range(first, min(first + 5000, count)))
 
 
-def prepare_collector(folder: Path, count: int) -> Path:
+def prepare_collector(folder: Path, count: int, database: Path | str) -> Path | str:
     """Register the terminal and store the case records, so every rating is linked (accepted)."""
     key = load_or_create_key(folder / "collector.key")
-    with Store.open(folder / "collector.sqlite", load_profile("henan"), key) as store:
+    with Store.open(database, load_profile("henan"), key) as store:
         store.register_device(DEVICE, "h1", "w01")
         done = now_cst() - timedelta(hours=2)
         for first in range(0, count, 1000):
             store.add_cases([CaseRecord(case_id=f"C{n:07d}", hall_id="h1", window_id="w01", item_code="I1",
                                         item_name="x", clerk_id="E1", intake="ok", completed_at=done)
                              for n in range(first, min(first + 1000, count))], now_cst())
-    return folder / "collector.sqlite"
+    return database
 
 
 def outbox_empty(path: Path) -> bool:
@@ -76,12 +82,13 @@ def hcp(*args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hcp.cli", "--log-level", "WARNING", *args], **popen)
 
 
-def drain(work: Path, broker: Broker, count: int) -> dict[str, float]:
+def drain(work: Path, broker: Broker, count: int, database: str | None = None) -> dict[str, float]:
+    """One drain into a collector on ``database`` (a postgresql:// URL), else on an SQLite file."""
     agent_dir, collector_dir = work / "agent", work / "collector"
     fill_outbox(agent_dir / "outbox.sqlite", count)
-    db = prepare_collector(collector_dir, count)
+    db = prepare_collector(collector_dir, count, database or collector_dir / "collector.sqlite")
     collector = hcp("collector", "--broker", f"127.0.0.1:{broker.port}", "--data-dir", str(collector_dir),
-                    "--policy", "henan")
+                    "--policy", "henan", "--database", str(db))
     online = threading.Event()
     watcher = MqttLink(LinkSettings("127.0.0.1", broker.port, "bench-watch", clean_start=True,
                                     session_expiry_s=0),
@@ -104,9 +111,8 @@ def drain(work: Path, broker: Broker, count: int) -> dict[str, float]:
             proc.terminate()
             proc.wait(15)
         watcher.close()
-    conn = sqlite3.connect(db)
-    stored = conn.execute("SELECT count(*) FROM ratings").fetchone()[0]
-    conn.close()
+    with Store.open(db, load_profile("henan"), load_or_create_key(collector_dir / "collector.key")) as store:
+        stored = store.totals()["ratings"]
     if stored != count:
         raise RuntimeError(f"collector holds {stored} ratings, expected {count}")
     return {"ratings": count, "seconds": elapsed, "rate": count / elapsed}
@@ -140,26 +146,40 @@ def main() -> dict[str, float]:
     parser.add_argument("--runs", type=int, default=1,
                         help="drain this many times, each with a fresh broker, collector and outbox; "
                              "the median is the figure (a shared VM's speed drifts from minute to minute)")
+    parser.add_argument("--engine", choices=("both", "sqlite", "postgresql"), default="both",
+                        help="the collector's database: SQLite, PostgreSQL, or both in turn (default)")
     args = parser.parse_args()
-    results = []
-    for run in range(args.runs):
-        with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp) / "broker") as broker:
-            results.append(drain(Path(tmp), broker, args.ratings))
-            if run == args.runs - 1:
-                raw_small = raw_rate(broker, 50_000, 350)
-                raw_batch = raw_rate(broker, 400, 175_000)
-    rates = sorted(r["rate"] for r in results)
-    median = statistics.median(rates)
+    engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
+    results: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(Cluster.create()) if "postgresql" in engines else None
+        for run in range(args.runs):
+            for engine in engines:  # alternated, so both see the same minutes of the machine
+                database = cluster.url(cluster.fresh_database()) if engine == "postgresql" and cluster else None
+                with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp) / "broker") as broker:
+                    results[engine].append(drain(Path(tmp), broker, args.ratings, database))
+                    if run == args.runs - 1 and engine == engines[-1]:
+                        raw_small = raw_rate(broker, 50_000, 350)
+                        raw_batch = raw_rate(broker, 400, 175_000)
     print(f"# backlog drain; {machine()}")
-    print(f"drain {args.ratings} ratings: median {median:,.0f} ratings/s over {args.runs} run(s) "
-          f"(outbox → collector commit → ack → delete)")
-    if args.runs > 1:
-        print(f"  runs: {', '.join(f'{r:,.0f}' for r in (x['rate'] for x in results))} ratings/s; "
-              f"range {rates[0]:,.0f}–{rates[-1]:,.0f}")
+    figures: dict[str, float] = {}
+    for engine in engines:
+        rates = sorted(r["rate"] for r in results[engine])
+        median = statistics.median(rates)
+        figures[f"drain_rate_{engine}"] = median
+        print(f"drain {args.ratings} ratings into {engine}: median {median:,.0f} ratings/s over {args.runs} run(s) "
+              f"(outbox → collector commit → ack → delete)")
+        if args.runs > 1:
+            print(f"  runs: {', '.join(f'{r:,.0f}' for r in (x['rate'] for x in results[engine]))} ratings/s; "
+                  f"range {rates[0]:,.0f}–{rates[-1]:,.0f}")
+    if len(engines) == 2:
+        print(f"PostgreSQL / SQLite: {figures['drain_rate_postgresql'] / figures['drain_rate_sqlite']:.2f}")
     print(f"raw mosquitto QoS 1, 350-byte messages: {raw_small:,.0f} messages/s (one rating per message)")
     print(f"raw mosquitto QoS 1, 175 kB messages:   {raw_batch:,.0f} messages/s "
           f"= {raw_batch * 500:,.0f} ratings/s at 500 ratings a message")
-    return {"drain_rate": median, "raw_small": raw_small, "raw_batch_ratings": raw_batch * 500}
+    figures.update(drain_rate=figures[f"drain_rate_{engines[0]}"], raw_small=raw_small,
+                   raw_batch_ratings=raw_batch * 500)
+    return figures
 
 
 if __name__ == "__main__":

@@ -128,9 +128,11 @@ def seal(conn: Any) -> int:
     blocks, sealed = [], 0
     queued = None
     pg = dialect(conn) == "postgresql"
+    by_order = [spec for spec in TABLES if pg or spec.rowid]
+    fetched = dict(zip(by_order, _new_by_order(conn, by_order, pg), strict=True))
     for spec in TABLES:
-        if pg or spec.rowid:
-            rows, first, last = _new_by_order(conn, spec, order_column(spec, pg))
+        if spec in fetched:
+            rows, first, last = fetched[spec]
         else:
             if queued is None:
                 queued = {table for (table,) in conn.execute("SELECT DISTINCT tbl FROM chain_queue")}
@@ -169,15 +171,20 @@ def order_column(spec: Chained, pg: bool) -> str:
     return spec.pg_order if pg else "rowid"
 
 
-def _new_by_order(conn: Any, spec: Chained, order: str) -> tuple[list[tuple], int, int]:
-    """The rows of ``spec`` after its last sealed one, with their first and last order."""
-    table = spec.table
-    done = conn.execute(_SEALED_UP_TO, {"tbl": table, "mark": f"chain_sealed_order:{table}"}).fetchone()[0]
-    first, last = conn.execute(f"SELECT min({order}), max({order}) FROM {table} WHERE {order} > ?",
-                               (done,)).fetchone()
-    if first is None:
-        return [], 0, 0
-    return conn.execute(_range_sql(spec, order), (done, last)).fetchall(), first, last
+def _new_by_order(conn: Any, specs: list[Chained], pg: bool) -> list[tuple[list[tuple], int, int]]:
+    """For each table, its rows after its last sealed one, with their first and last order.
+
+    One query per table, sent together (one round trip on PostgreSQL); a bare
+    sqlite3 connection (a migration's) runs them one by one.
+    """
+    statements = [(_range_sql(spec, order_column(spec, pg)), {"tbl": spec.table,
+                                                              "mark": f"chain_sealed_order:{spec.table}"})
+                  for spec in specs]
+    if hasattr(conn, "fetch_all"):
+        results = conn.fetch_all(statements)
+    else:
+        results = [conn.execute(sql, params).fetchall() for sql, params in statements]
+    return [([row[1:] for row in rows], rows[0][0], rows[-1][0]) if rows else ([], 0, 0) for rows in results]
 
 
 #: Where the last block of a table ended; on PostgreSQL also where a copy from SQLite left a table that
@@ -189,8 +196,8 @@ _SEALED_UP_TO = ("SELECT coalesce(max(done), 0) FROM (SELECT max(last_order) AS 
 
 def _range_sql(spec: Chained, order: str) -> str:
     if (spec.table, order) not in _SEAL_SQL:
-        _SEAL_SQL[spec.table, order] = (f"SELECT {spec.select()} FROM {spec.table} WHERE {order} > ? AND "
-                                        f"{order} <= ? ORDER BY {order}")
+        _SEAL_SQL[spec.table, order] = (f"SELECT {order}, {spec.select()} FROM {spec.table} WHERE {order} > "
+                                        f"({_SEALED_UP_TO}) ORDER BY {order}")
     return _SEAL_SQL[spec.table, order]
 
 

@@ -382,7 +382,7 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
         # A plain INSERT, no ON CONFLICT: the verdicts were made on a snapshot,
         # and should another writer have claimed a key since, the unique key
         # fails the whole message, which is then retried on fresh state.
-        self._conn.executemany("INSERT INTO rating_claims (unit_key, rating_id) VALUES (?, ?)", claims)
+        self._conn.insert_rows("rating_claims", ("unit_key", "rating_id"), claims)
 
     def _resolve_pending(self, case_ids: Sequence[str], decided_at: datetime) -> None:
         """Decide, in order of receipt, the pending ratings whose cases have all arrived."""
@@ -649,15 +649,12 @@ class _Ingest:
 
     def _write(self, rows: list[tuple], claims: list[tuple[str, str]], pending: list[tuple[str, str]]) -> None:
         conn = self.store._conn
-        conn.executemany("INSERT INTO ratings (rating_id, device_id, seq, kind, channel, case_ids, score, rated_at, "
-                         "clock_synced, received_at, day, reasons, prompt_id, hall_id, window_id, clerk_id, "
-                         "item_code, ack_outcome, ack_reason) VALUES "
-                         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.insert_rows("ratings", _RATING_COLUMNS, rows)
         # Empty lists are the common case of a message: skip their statements.
         if claims:
             self.store._write_claims(claims)
         if pending:
-            conn.executemany("INSERT INTO pending_cases (case_id, rating_id) VALUES (?, ?)", pending)
+            conn.insert_rows("pending_cases", ("case_id", "rating_id"), pending)
         # Only an accepted 差评 opens a follow-up; the rows just written say which, no need to read them back.
         bad = frozenset(self.store.profile.grades.bad)
         self.store.open_followups_for([(row[0], row[13], row[14], row[15], row[6], row[7], row[8], row[9])
@@ -668,6 +665,10 @@ class _Ingest:
             conn.executemany("INSERT INTO rating_links (rating_id, case_id, linked_at) VALUES (?, ?, ?)",
                              [(rid, case_id, self.received) for rid, case_id in self.links.items() if rid in stored])
 
+
+_RATING_COLUMNS = ("rating_id", "device_id", "seq", "kind", "channel", "case_ids", "score", "rated_at", "clock_synced",
+                   "received_at", "day", "reasons", "prompt_id", "hall_id", "window_id", "clerk_id", "item_code",
+                   "ack_outcome", "ack_reason")
 
 _DEVICE_QUERY = ("SELECT d.device_id, d.hall_id, d.window_id, d.registered_at, s.state, s.version, s.outbox_depth, "
                  "s.last_seen FROM devices d LEFT JOIN device_status s USING (device_id)")

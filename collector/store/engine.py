@@ -346,6 +346,20 @@ class Engine:
         """Run an INSERT (e.g. :meth:`insert_ignore`) for each row; how many rows it really inserted."""
         return self.executemany(sql, rows).rowcount
 
+    def fetch_all(self, statements: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
+        """The rows of each of several reading statements, in order: on PostgreSQL in one pipeline
+        (one round trip for all), on SQLite one after the other."""
+        return [self.execute(sql, params).fetchall() for sql, params in statements]
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Plain INSERTs of many rows (no ON CONFLICT): the hot path's bulk writes.
+
+        SQLite: ``executemany``. PostgreSQL: ``COPY … FROM STDIN``, one round
+        trip and no per-row statement (a unique key broken fails the COPY whole).
+        """
+        if rows:
+            self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)})", rows)
+
     @property
     def row_order(self) -> str:
         """The column of a record table's insertion order: SQLite's ``rowid``, PostgreSQL's ``row_order`` identity."""

@@ -132,6 +132,28 @@ class PostgresEngine(Engine):
     def limit(self, count: int | None) -> int | None:
         return count  # LIMIT NULL is no limit
 
+    def fetch_all(self, statements: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
+        def step() -> list[list[tuple[Any, ...]]]:
+            with self._conn.pipeline():
+                cursors = []
+                for sql, params in statements:
+                    query, values = pg_params(sql, params)
+                    cursors.append(self._conn.execute(query, values))  # type: ignore[arg-type]
+            return [cursor.fetchall() for cursor in cursors]
+
+        return self._run(step)
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+
+        def step() -> None:
+            with self._conn.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+        self._run(step)
+
     def executemany_count(self, sql: str, rows: Iterable[Params]) -> int:
         # psycopg's rowcount after executemany is not the rows inserted (ON CONFLICT DO NOTHING skips
         # some): count the rows each statement returns instead, still in one pipeline.
