@@ -16,10 +16,10 @@ shows the cost of small messages.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import resource
 import selectors
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,6 +38,7 @@ from hcp.config.policy import load_profile
 from hcp.domain import Kind, now_cst
 from hcp.protocol import AckMessage, CaseRecord, Rating, RatingMessage, Topics, decode, encode
 from hcp.sim.broker import Broker
+from hcp.sim.postgres import Cluster
 
 
 def device(n: int) -> str:
@@ -48,9 +49,9 @@ def case(n: int, k: int) -> str:
     return f"C{n:05d}-{k:04d}"
 
 
-def prepare(folder: Path, terminals: int, ratings: int) -> None:
+def prepare(folder: Path, terminals: int, ratings: int, database: Path | str) -> None:
     key = load_or_create_key(folder / "collector.key")
-    with Store.open(folder / "collector.sqlite", load_profile("henan"), key) as store:
+    with Store.open(database, load_profile("henan"), key) as store:
         done = now_cst() - timedelta(hours=2)
         for n in range(terminals):
             store.register_device(device(n), "h1", f"w{n}")
@@ -135,16 +136,36 @@ def main() -> dict[str, float]:
     parser.add_argument("--ratings", type=int, default=60, help="ratings per terminal")
     parser.add_argument("--batch", type=int, default=500, help="ratings per message at most (the syncer's default)")
     parser.add_argument("--procs", type=int, default=2, help="processes the terminals are spread over")
+    parser.add_argument("--engine", choices=("both", "sqlite", "postgresql"), default="both",
+                        help="the collector's database: SQLite, PostgreSQL (a private cluster), or both in turn")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
+    print(f"# collector ingest; {machine()}")
+    figures: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(Cluster.create()) if "postgresql" in engines else None
+        for engine in engines:
+            database = cluster.url(cluster.fresh_database()) if engine == "postgresql" and cluster else None
+            rate = run(args, engine, database)
+            figures[f"rate_{engine}"] = rate
+    if len(engines) == 2:
+        print(f"PostgreSQL / SQLite: {figures['rate_postgresql'] / figures['rate_sqlite']:.2f}")
+    figures["rate"] = figures[f"rate_{engines[0]}"]
+    return figures
+
+
+def run(args: argparse.Namespace, engine: str, url: str | None) -> float:
+    """One ingest run into a collector on SQLite, or on the PostgreSQL database ``url``; its rate."""
     with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp) / "broker") as broker:
         folder = Path(tmp) / "collector"
         folder.mkdir()
-        prepare(folder, args.terminals, args.ratings)
+        database = url or folder / "collector.sqlite"
+        prepare(folder, args.terminals, args.ratings, database)
         collector = subprocess.Popen([sys.executable, "-m", "hcp.cli", "--log-level", "WARNING", "collector",
                                       "--broker", f"127.0.0.1:{broker.port}", "--data-dir", str(folder),
-                                      "--policy", "henan"])
+                                      "--policy", "henan", "--database", str(database)])
         time.sleep(2)
         out: mp.Queue = mp.Queue()
         per = -(-args.terminals // args.procs)
@@ -160,20 +181,19 @@ def main() -> dict[str, float]:
             proc.join(60)
         collector.terminate()
         collector.wait(30)
-        conn = sqlite3.connect(folder / "collector.sqlite")
-        stored = conn.execute("SELECT count(*) FROM ratings").fetchone()[0]
-        outcomes = dict(conn.execute("SELECT outcome, count(*) FROM rating_outcomes GROUP BY outcome").fetchall())
-        conn.close()
+        with Store.open(database, load_profile("henan"), load_or_create_key(folder / "collector.key")) as store:
+            totals = store.totals()
+        stored = totals["ratings"]
+        outcomes = {o: n for o, n in totals.items() if o in ("accepted", "duplicate", "rejected", "pending") and n}
     acked = sum(a for a, _ in results)
     elapsed = max(t for _, t in results) - start_at
     expected = args.terminals * args.ratings
-    print(f"# collector ingest; {machine()}")
-    print(f"{args.terminals} terminals x {args.ratings} ratings ({args.batch} a message): {acked} acked in "
+    print(f"{engine}: {args.terminals} terminals x {args.ratings} ratings ({args.batch} a message): {acked} acked in "
           f"{elapsed:.2f} s = {acked / elapsed:,.0f} ratings/s; stored {stored} {outcomes}; "
           f"collector RSS {rss / 1024:.0f} MiB")
     if stored != expected or acked != expected:
         print(f"MISMATCH: expected {expected}, stored {stored}, acked {acked}")
-    return {"rate": acked / elapsed, "stored": stored}
+    return acked / elapsed
 
 
 if __name__ == "__main__":

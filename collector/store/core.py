@@ -367,6 +367,20 @@ class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, Flee
                                   f"rating_id IN ({ids})", (param,))
         return {row[0]: row[1:] for row in rows}
 
+    def _lookups(self, device_id: str, rating_ids: Iterable[str], case_ids: Iterable[str]
+                 ) -> tuple[Device | None, dict[str, tuple[str, str, str]], dict[str, CaseRow]]:
+        """:meth:`device`, :meth:`_answers` and :meth:`_cases` in one go (a pipeline on PostgreSQL)."""
+        rating_sql, rating_param = self._conn.id_list(rating_ids)
+        case_sql, case_param = self._conn.id_list(case_ids)
+        device_rows, answer_rows, case_rows = self._conn.fetch_all([
+            (_DEVICE_QUERY + " WHERE d.device_id = ?", (device_id,)),
+            (f"SELECT rating_id, device_id, ack_outcome, ack_reason FROM ratings WHERE rating_id IN ({rating_sql})",
+             (rating_param,)),
+            (f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id IN ({case_sql})", (case_param,))])
+        device = Device(*device_rows[0]) if device_rows else None
+        return (device, {row[0]: row[1:] for row in answer_rows},
+                {row[0]: CaseRow._make(row) for row in case_rows})
+
     def _claims(self, keys: Iterable[str]) -> dict[str, str]:
         ids, param = self._conn.id_list(keys)
         rows = self._conn.execute(f"SELECT unit_key, rating_id FROM rating_claims WHERE unit_key IN ({ids})",
@@ -525,16 +539,18 @@ class _Ingest:
     def run(self) -> list[Answer]:
         ratings = self.message.ratings
         store = self.store
-        device = store.device(self.device_id)
+        unique, conflicts = _first_copies(ratings)
+        # The device, the answers already given and the cases named: read together (one round trip on
+        # PostgreSQL); the cases a resent rating names are read too, which costs nothing.
+        device, seen, cases = store._lookups(self.device_id, unique, {c for r in unique.values() for c in r.case_ids})
         identity = self._identity_problem(device)
         if identity:
             raise MessageRefused(identity)
         assert device is not None
-        unique, conflicts = _first_copies(ratings)
-        seen = store._answers(unique)
         fresh = [r for r in unique.values() if r.rating_id not in seen] if seen else list(unique.values())
         self.links = self._link_buttons(fresh, device)
-        cases = store._cases({c for r in fresh for c in r.case_ids} | set(self.links.values()))
+        if self.links:
+            cases.update(store._cases(set(self.links.values()) - set(cases)))
         judged = {r.rating_id: self._judge(r, device, cases, conflicts) for r in fresh}
         claimer = _Claimer(store._claims({k for j in judged.values() for k in j[1].keys}))
         answers: dict[str, Answer] = {}

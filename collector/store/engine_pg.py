@@ -18,6 +18,9 @@ from hcp.collector.store.engine import Dialect, Engine, Params, Result, marks, p
 from hcp.collector.store.errors import translate_pg
 
 log = logging.getLogger("hcp.collector.store")
+#: Above so many rows, :meth:`PostgresEngine.insert_rows` uses COPY (and a multi-row INSERT's parameters
+#: stay far below PostgreSQL's 65,535).
+_COPY_FROM = 200
 
 
 class _BoolAsInt(Loader):
@@ -69,6 +72,9 @@ class PostgresEngine(Engine):
         super().__init__()
         self._conn = conn
         self._url, self._connect_timeout = url, connect_timeout
+        self._types: dict[str, dict[str, str]] = {}
+        self._deferred: list[str] = []  # savepoint statements not sent yet
+        self._dropped: set[str] = set()  # savepoints rolled back before they were sent
         _adapt(conn)
 
     def _revive(self) -> None:
@@ -80,6 +86,8 @@ class PostgresEngine(Engine):
             raise translate_pg(err) from err
         _adapt(conn)
         self._conn, self._aborted = conn, False
+        self._deferred.clear()
+        self._dropped.clear()
         log.warning("reconnected to the collector database (%s)", conn.info.host)
 
     @property
@@ -95,18 +103,58 @@ class PostgresEngine(Engine):
 
     def _execute(self, sql: str, params: Params) -> Result:
         query, values = pg_params(sql, params)
-        return Result(self._conn.execute(query, values), "postgresql")  # type: ignore[arg-type]
+        return Result(self._with_deferred(lambda: self._conn.execute(query, values)),  # type: ignore[arg-type]
+                      "postgresql")
 
     def _executemany(self, sql: str, rows: list[Params]) -> Result:
         cursor = self._conn.cursor()
         if not rows:
             return Result(cursor, "postgresql")
         query, _ = pg_params(sql, rows[0])
-        cursor.executemany(query, [pg_params(sql, row)[1] for row in rows])  # type: ignore[arg-type]
+        self._with_deferred(lambda: cursor.executemany(query, [pg_params(sql, row)[1] for row in rows]))  # type: ignore[arg-type]
         return Result(cursor, "postgresql")
 
+    # Savepoints cost a round trip each way, twice per message (the service's and the unit's). They are
+    # sent with the next statement instead, in one pipeline; one nothing ran in is never sent at all;
+    # COMMIT and ROLLBACK make those still waiting unnecessary.
     def _raw(self, sql: str) -> None:
-        self._conn.execute(sql)
+        verb, _, name = sql.rpartition(" ")
+        if verb == "SAVEPOINT":
+            self._deferred.append(sql)
+        elif verb == "RELEASE SAVEPOINT":
+            if name in self._dropped:
+                self._dropped.discard(name)
+            elif self._deferred and self._deferred[-1] == f"SAVEPOINT {name}":
+                self._deferred.pop()  # nothing ran inside it: neither is sent
+            else:
+                self._deferred.append(sql)
+        elif verb == "ROLLBACK TO SAVEPOINT":
+            waiting = f"SAVEPOINT {name}"
+            if waiting in self._deferred:  # never sent: nothing inside it reached the server
+                del self._deferred[self._deferred.index(waiting):]
+                self._dropped.add(name)
+            else:  # sent before everything still waiting, which lay inside it: rolled back with it
+                self._deferred.clear()
+                self._conn.execute(sql)
+        else:  # BEGIN, COMMIT, ROLLBACK
+            self._deferred.clear()
+            self._dropped.clear()
+            self._conn.execute(sql)
+
+    def _with_deferred(self, step: Any) -> Any:
+        """Run ``step`` (statements on the connection) after the savepoint statements waiting, in one pipeline."""
+        if not self._deferred:
+            return step()
+        waiting, self._deferred = self._deferred, []
+        with self._conn.pipeline():
+            for statement in waiting:
+                self._conn.execute(statement)
+            return step()
+
+    def _send_deferred(self) -> None:
+        """Send the waiting savepoint statements now (before a COPY, which a pipeline cannot hold)."""
+        if self._deferred:
+            self._with_deferred(lambda: None)
 
     def _close(self) -> None:
         self._conn.close()
@@ -134,7 +182,10 @@ class PostgresEngine(Engine):
 
     def fetch_all(self, statements: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
         def step() -> list[list[tuple[Any, ...]]]:
+            waiting, self._deferred = self._deferred, []
             with self._conn.pipeline():
+                for statement in waiting:
+                    self._conn.execute(statement)
                 cursors = []
                 for sql, params in statements:
                     query, values = pg_params(sql, params)
@@ -144,15 +195,35 @@ class PostgresEngine(Engine):
         return self._run(step)
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        # A message's few rows: one INSERT of unnest()ed column arrays (one round trip, one statement
+        # text); a backlog's many: COPY, which
+        # needs two but no statement per row.
         if not rows:
             return
+        if len(rows) > _COPY_FROM:
+            def step() -> None:
+                self._send_deferred()
+                with self._conn.cursor() as cursor, \
+                        cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
 
-        def step() -> None:
-            with self._conn.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            self._run(step)
+            return
+        types = self._column_types(table)
+        arrays = ", ".join(f"%s::{types[column]}[]" for column in columns)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+        values = [list(column) for column in zip(*rows, strict=True)]
+        self._run(lambda: self._with_deferred(lambda: self._conn.execute(sql, values)))  # type: ignore[arg-type]
 
-        self._run(step)
+    def _column_types(self, table: str) -> dict[str, str]:
+        """column -> its type's name (``text``, ``bigint`` …), read once per table: the schema does not change
+        under a running collector."""
+        if table not in self._types:
+            self._types[table] = dict(self._run(lambda: self._conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = %s", (table,)).fetchall()))
+        return self._types[table]
 
     def executemany_count(self, sql: str, rows: Iterable[Params]) -> int:
         # psycopg's rowcount after executemany is not the rows inserted (ON CONFLICT DO NOTHING skips
@@ -162,6 +233,7 @@ class PostgresEngine(Engine):
             return 0
 
         def step() -> int:
+            self._send_deferred()
             cursor = self._conn.cursor()
             query, _ = pg_params(f"{sql} RETURNING 1", rows[0])
             cursor.executemany(query, [pg_params(sql, row)[1] for row in rows], returning=True)  # type: ignore[arg-type]
