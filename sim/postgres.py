@@ -193,6 +193,15 @@ class Cluster:
             raise
         return replica
 
+    def require_synchronous_standby(self) -> None:
+        """Commits wait until a standby has flushed them (``synchronous_standby_names = '*'``): an
+        acknowledged transaction is on both servers."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            conn.execute("SELECT pg_reload_conf()")
+
     def log_text(self) -> str:
         return self.log.read_text("utf-8", "replace") if self.log.exists() else ""
 

@@ -88,7 +88,7 @@ class PostgresEngine(Engine):
         self._conn, self._aborted = conn, False
         self._deferred.clear()
         self._dropped.clear()
-        log.warning("reconnected to the collector database (%s)", conn.info.host)
+        log.warning("reconnected to the collector database (%s:%s)", conn.info.host, conn.info.port)
 
     @property
     def connection(self) -> psycopg.Connection[Any]:

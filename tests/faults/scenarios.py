@@ -275,6 +275,29 @@ def postgres_restart(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Rando
     return figures
 
 
+def postgres_failover(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random) -> Figures:
+    """A primary with a synchronous streaming standby; kill -9 of the primary under the stream, the standby
+    promoted (``pg_ctl promote``). The collector's URL names both hosts (``target_session_attrs=read-write``):
+    it finds the new primary by itself. Every acknowledged rating must be there, none twice, the chain whole."""
+    from pg import Cluster
+
+    with Cluster.create() as primary, primary.standby() as standby:
+        primary.require_synchronous_standby()
+        name = primary.fresh_database()
+        url = (f"postgresql://postgres@127.0.0.1:{primary.port},127.0.0.1:{standby.port}/{name}"
+               "?target_session_attrs=read-write&connect_timeout=5")
+
+        def fault(r: Rig, n: int) -> None:
+            if n == 0:
+                primary.kill()
+                time.sleep(rng.uniform(0, 1.0))
+                standby.promote()
+
+        figures = _under_stream("postgres failover", work, zygote, 2, sizes, rng, fault, database=url)
+        figures.problems += collector_sound_pg(standby.url(name))
+    return figures
+
+
 # ---- the network between terminal and broker -----------------------------------
 
 def fill_backlog(outbox_path: Path, cases: list[str]) -> list[str]:
@@ -526,6 +549,7 @@ SCENARIOS: dict[str, Callable[[Path, Zygote, Sizes, random.Random], Figures]] = 
     "collector_kill": collector_kill,
     "broker_kill": broker_kill,
     "postgres_restart": postgres_restart,
+    "postgres_failover": postgres_failover,
     "network_cut": network_cut,
     "queue_limit": queue_limit,
     "disk": disk_faults,
