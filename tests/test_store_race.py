@@ -54,7 +54,7 @@ def _race(database, writers: int, work) -> list[list[str]]:
         try:
             barrier.wait()
             results[n] = work(stores[n], n)
-        except BaseException as err:  # noqa: BLE001 - reported below
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(writers)]
