@@ -36,6 +36,7 @@ from hcp.collector.store.channels import ChannelQueries
 from hcp.collector.store.errors import database_errors
 from hcp.collector.store.fleet import FleetQueries
 from hcp.collector.store.identities import IdentityQueries
+from hcp.collector.store.jobs import JobQueries
 from hcp.collector.store.lifecycle import LifecycleQueries
 from hcp.collector.store.outboxes import OutboxQueries
 from hcp.collector.store.schema import MIGRATIONS
@@ -97,7 +98,7 @@ class WindowCount:
 
 
 class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, FleetQueries, StatsQueries,
-            ChannelQueries):
+            ChannelQueries, JobQueries):
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
     def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,
