@@ -1,0 +1,128 @@
+"""Test helpers for several collectors on one database: the processes, the database they share, a recording HTTP peer.
+
+:class:`SharedDatabase` is what the ``shared_database`` fixture (tests/test_scaleout.py) gives: where the
+collectors' database is and how each collector's config names it. Today it is one SQLite file (WAL,
+``BEGIN IMMEDIATE`` and the busy timeout serialize the writers); the PostgreSQL store adds a kind here.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from stack import CollectorProcess, wait_for
+
+
+@dataclass(frozen=True)
+class SharedDatabase:
+    """The database every collector of a test uses, and the data directory (key, logs) they share."""
+
+    kind: str  # sqlite (postgresql once the PostgreSQL store lands)
+    data: Path
+    url: str  # what [collector] database is set to
+
+    @classmethod
+    def sqlite(cls, data: Path) -> SharedDatabase:
+        return cls("sqlite", data, str(data / "collector.sqlite"))
+
+    def connect(self) -> sqlite3.Connection:
+        """A read-only connection for the checks (sqlite-only: the PostgreSQL kind gives a psycopg one)."""
+        return sqlite3.connect(f"file:{self.url}?mode=ro", uri=True, timeout=30)
+
+    def scalar(self, sql: str, params: tuple = ()) -> object:
+        conn = self.connect()
+        try:
+            return conn.execute(sql, params).fetchone()[0]
+        finally:
+            conn.close()
+
+
+class SharedCollector(CollectorProcess):
+    """``hcp collector`` as one member of a share group: its own id, config and log, the shared database."""
+
+    def __init__(self, broker, database: SharedDatabase, name: str, *, group: str = "hall", extra: str = "",
+                 policy: str = "henan") -> None:
+        super().__init__(broker, database.data, policy)
+        self.name, self.group, self.extra, self.database = name, group, extra, database
+        self.log = database.data / f"{name}.log"
+
+    def _config(self) -> Path:
+        path = self.data / f"{self.name}.toml"
+        path.write_text(f'[collector]\nid = "{self.name}"\nshare_group = "{self.group}"\n'
+                        f'database = "{self.database.url}"\n[broker]\nreconnect_max_s = 0.5\n{self.extra}',
+                        "utf-8")
+        return path
+
+    def connects(self) -> int:
+        return self.log.read_text("utf-8", "replace").count("connected to 127.0.0.1") if self.log.exists() else 0
+
+    def start_connected(self, timeout: float = 20) -> None:
+        before = self.connects()
+        self.start()
+        wait_for(lambda: self.connects() > before, timeout, f"{self.name} did not connect")
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@dataclass
+class Recorder:
+    """A real HTTP server that takes every POST (an SMS gateway, the provincial platform) and counts its keys."""
+
+    delay_s: float = 0.0
+    keys: Counter[str] = field(default_factory=Counter)
+    bodies: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(recorder.delay_s)  # a slow peer: senders overlap
+                with recorder._lock:
+                    recorder.keys[self.headers.get("Idempotency-Key", "")] += 1
+                    recorder.bodies.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def count(self, prefix: str = "") -> int:
+        """Distinct keys received that start with ``prefix``."""
+        with self._lock:
+            return sum(1 for key in self.keys if key.startswith(prefix))
+
+    def twice(self) -> dict[str, int]:
+        """Keys received more than once."""
+        with self._lock:
+            return {key: n for key, n in self.keys.items() if n > 1}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
