@@ -8,21 +8,29 @@ fault suite's ``shared_kill`` scenario (tests/faults/scenarios.py); here it runs
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from shared import Recorder, SharedCollector, SharedDatabase
 from stack import wait_for
 
 from hcp.collector.channels import Contacts
+from hcp.collector.exc import DatabaseUnavailable
 from hcp.collector.pseudonym import load_or_create_key
+from hcp.collector.service import Collector
 from hcp.collector.store import Store
 from hcp.config.policy import load_profile
+from hcp.config.schema import CollectorConfig
 from hcp.domain import now_cst
-from hcp.protocol import CaseRecord, RatingMessage
+from hcp.protocol import CaseRecord, RatingMessage, Topics
+from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -94,3 +102,97 @@ def test_three_collectors_run_each_background_job_once(broker, shared_database: 
     assert db.scalar("SELECT count(*) FROM ratings WHERE channel = 'system-default'") == DEFAULTED
     assert db.scalar("SELECT count(*) FROM notifications WHERE status = 'sent'") == REMINDED + BAD
     assert db.scalar("SELECT count(*) FROM upstream_outbox WHERE status = 'sent'") == DEFAULTED + BAD + GOOD
+
+
+# ---- the share group, in-process collectors -------------------------------------------------
+
+class AckCounter:
+    """A terminal-like MQTT client: publishes rating messages as ``t1`` and counts the answers per rating id."""
+
+    def __init__(self, broker) -> None:
+        self.answered: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.link = MqttLink(LinkSettings(broker.host, broker.port, f"t-{uuid.uuid4().hex[:8]}", clean_start=True,
+                                          session_expiry_s=0), self._heard)
+        self.link.subscribe(T.ack("t1"))
+        self.link.start()
+        assert self.link.wait_connected(10)
+
+    def _heard(self, message: Incoming) -> None:
+        with self._lock:
+            self.answered.update(r["rating_id"] for r in json.loads(message.payload)["results"])
+
+    def send(self, count: int) -> list[str]:
+        """``count`` rating messages of one rating each; their ids."""
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        for rating_id in ids:
+            self.link.publish(T.rating("t1"), json.dumps({"v": 1, "device_id": "t1", "ratings": [
+                {"rating_id": rating_id, "seq": 1, "kind": "service", "case_ids": [f"c-{rating_id}"], "score": 5,
+                 "rated_at": now_cst().isoformat(), "clock_synced": True}]}).encode())
+        return ids
+
+    def all_answered(self, ids: list[str], timeout: float = 15) -> None:
+        wait_for(lambda: all(self.answered[i] for i in ids), timeout,
+                 f"{sum(1 for i in ids if not self.answered[i])} of {len(ids)} unanswered")
+
+
+T = Topics()
+
+
+@pytest.fixture
+def group(broker, shared_database: SharedDatabase) -> Iterator[list[Collector]]:
+    """Three in-process collectors in share group ``g`` on the shared database, started and subscribed."""
+    key = load_or_create_key(shared_database.data / "collector.key")
+    with Store.open(shared_database.url, load_profile("henan"), key) as store:
+        store.register_device("t1", "h1", "w1")
+    members = [Collector(CollectorConfig.model_validate({
+        "collector": {"id": f"collector-{n}", "share_group": "g", "database": shared_database.url},
+        "broker": {"host": broker.host, "port": broker.port}, "data": {"dir": str(shared_database.data)},
+        "policy": {"preset": "henan"}})) for n in range(3)]
+    for member in members:
+        member.start()
+        assert member.wait_connected(10)
+    time.sleep(0.5)  # the SUBSCRIBEs follow the CONNACK
+    yield members
+    for member in members:
+        member.close()
+
+
+def test_each_rating_message_is_answered_by_one_member_of_the_group(broker, group: list[Collector]) -> None:
+    terminal = AckCounter(broker)
+    ids = terminal.send(30)
+    terminal.all_answered(ids)
+    time.sleep(1)  # a second answer would come by now
+    assert set(terminal.answered.values()) == {1}  # unshared, each of the three would answer each
+    assert all(member._link.settings.clean_start for member in group)
+
+
+def test_a_member_gone_gets_no_share_of_the_stream(broker, group: list[Collector]) -> None:
+    """Its session ends with it (clean session): Mosquitto would keep handing a kept session its share (#1747)."""
+    terminal = AckCounter(broker)
+    group[2].close()
+    ids = terminal.send(30)
+    terminal.all_answered(ids, timeout=10)  # a third would wait in the departed member's session
+
+
+def test_a_member_that_loses_its_database_steps_aside_and_comes_back(broker, group: list[Collector],
+                                                                    caplog) -> None:
+    """It acknowledges nothing, says so, leaves the group's subscriptions until a commit works, then rejoins."""
+    terminal = AckCounter(broker)
+    sick = group[0]
+    assert sick._store is not None
+    with mock.patch.object(sick._store, "batch", side_effect=DatabaseUnavailable("disk I/O error")):
+        held: list[str] = []
+        wait_for(lambda: held.extend(terminal.send(1)) or "database unavailable" in sick.status, 10,
+                 "the sick member never got a message")
+        assert "not acknowledging" in sick.status and "disk I/O error" in sick.status
+        time.sleep(0.5)  # its UNSUBSCRIBE reaches the broker
+        during = terminal.send(30)
+        terminal.all_answered(during)  # the healthy members take the whole stream
+        assert not all(terminal.answered[i] for i in held)  # what it holds waits, unacknowledged
+    terminal.all_answered(held)  # committed and answered once the database is back
+    assert sick.status.endswith("serving")
+    after = terminal.send(30)
+    terminal.all_answered(after)
+    assert set(terminal.answered.values()) == {1}
+    assert "leaving the share group's subscriptions" in caplog.text and "rejoining the share group" in caplog.text
