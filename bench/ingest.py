@@ -6,11 +6,12 @@ messages of B ratings, for cases the collector knows (so every rating is
 judged, claimed and accepted), and wait for the collector's acks. The rate is
 ratings acked per second, from the first publish to the last ack.
 
-    python bench/ingest.py [--terminals 1000] [--ratings 60] [--batch 500] [--procs 2]
+    python bench/ingest.py [--terminals 1000] [--ratings 60] [--batch 500] [--procs 2] [--collectors 1]
 
 By default each terminal sends its ratings as the terminal's syncer does (up to
 ``sync.batch_size``, 500, in a message: 60 ratings go in one). ``--batch 10``
-shows the cost of small messages.
+shows the cost of small messages. ``--collectors 3`` runs three collector
+processes in one share group on the one database (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -129,12 +130,23 @@ def terminal_group(port: int, first: int, count: int, ratings: int, batch: int, 
     terminals.close()
 
 
+def start_collector(folder: Path, port: int, number: int, count: int) -> subprocess.Popen:
+    """``hcp collector`` number ``number`` of ``count``; more than one: a share group on the one database."""
+    config = folder / f"collector-{number}.toml"
+    group = 'share_group = "bench"\n' if count > 1 else ""
+    config.write_text(f'[collector]\nid = "collector-{number}"\n{group}', "utf-8")
+    return subprocess.Popen([sys.executable, "-m", "hcp.cli", "--log-level", "WARNING", "collector", "--broker",
+                             f"127.0.0.1:{port}", "--data-dir", str(folder), "--policy", "henan", "--config",
+                             str(config)])
+
+
 def main() -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--terminals", type=int, default=1000)
     parser.add_argument("--ratings", type=int, default=60, help="ratings per terminal")
     parser.add_argument("--batch", type=int, default=500, help="ratings per message at most (the syncer's default)")
     parser.add_argument("--procs", type=int, default=2, help="processes the terminals are spread over")
+    parser.add_argument("--collectors", type=int, default=1, help="collector processes (more: one share group)")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -142,9 +154,8 @@ def main() -> dict[str, float]:
         folder = Path(tmp) / "collector"
         folder.mkdir()
         prepare(folder, args.terminals, args.ratings)
-        collector = subprocess.Popen([sys.executable, "-m", "hcp.cli", "--log-level", "WARNING", "collector",
-                                      "--broker", f"127.0.0.1:{broker.port}", "--data-dir", str(folder),
-                                      "--policy", "henan"])
+        collectors = [start_collector(folder, broker.port, n, args.collectors) for n in range(args.collectors)]
+        collector = collectors[0]
         time.sleep(2)
         out: mp.Queue = mp.Queue()
         per = -(-args.terminals // args.procs)
@@ -158,8 +169,9 @@ def main() -> dict[str, float]:
         rss = rss_kib(collector.pid)
         for proc in procs:
             proc.join(60)
-        collector.terminate()
-        collector.wait(30)
+        for each in collectors:
+            each.terminate()
+            each.wait(30)
         conn = sqlite3.connect(folder / "collector.sqlite")
         stored = conn.execute("SELECT count(*) FROM ratings").fetchone()[0]
         outcomes = dict(conn.execute("SELECT outcome, count(*) FROM rating_outcomes GROUP BY outcome").fetchall())
@@ -168,7 +180,8 @@ def main() -> dict[str, float]:
     elapsed = max(t for _, t in results) - start_at
     expected = args.terminals * args.ratings
     print(f"# collector ingest; {machine()}")
-    print(f"{args.terminals} terminals x {args.ratings} ratings ({args.batch} a message): {acked} acked in "
+    print(f"{args.collectors} collector(s), {args.terminals} terminals x {args.ratings} ratings"
+          f" ({args.batch} a message): {acked} acked in "
           f"{elapsed:.2f} s = {acked / elapsed:,.0f} ratings/s; stored {stored} {outcomes}; "
           f"collector RSS {rss / 1024:.0f} MiB")
     if stored != expected or acked != expected:
