@@ -8,6 +8,10 @@ fault suite's ``shared_kill`` scenario (tests/faults/scenarios.py); here it runs
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -196,3 +200,21 @@ def test_a_member_that_loses_its_database_steps_aside_and_comes_back(broker, gro
     terminal.all_answered(after)
     assert set(terminal.answered.values()) == {1}
     assert "leaving the share group's subscriptions" in caplog.text and "rejoining the share group" in caplog.text
+
+
+def test_the_collector_tells_systemd_it_serves(tmp_path, broker) -> None:
+    """``STATUS=`` after ``READY=1``: what `systemctl status hcp-collector` shows (database lost: the test above)."""
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(20)
+        env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+        proc = subprocess.Popen([sys.executable, "-m", "hcp.cli", "collector", "--broker",
+                                 f"127.0.0.1:{broker.port}", "--data-dir", str(tmp_path / "data"), "--policy",
+                                 "henan"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            got = [sock.recv(256).decode() for _ in range(2)]
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    assert got[0].startswith("READY=1") and got[1] == "STATUS=collector collector: serving"
