@@ -113,26 +113,30 @@ def test_three_collectors_run_each_background_job_once(broker, shared_database: 
 class AckCounter:
     """A terminal-like MQTT client: publishes rating messages as ``t1`` and counts the answers per rating id."""
 
-    def __init__(self, broker) -> None:
+    def __init__(self, broker, device: str = "t1") -> None:
+        self.device = device
         self.answered: Counter[str] = Counter()
+        self.outcomes: dict[str, str] = {}
         self._lock = threading.Lock()
         self.link = MqttLink(LinkSettings(broker.host, broker.port, f"t-{uuid.uuid4().hex[:8]}", clean_start=True,
                                           session_expiry_s=0), self._heard)
-        self.link.subscribe(T.ack("t1"))
+        self.link.subscribe(T.ack(device))
         self.link.start()
         assert self.link.wait_connected(10)
 
     def _heard(self, message: Incoming) -> None:
         with self._lock:
-            self.answered.update(r["rating_id"] for r in json.loads(message.payload)["results"])
+            for result in json.loads(message.payload)["results"]:
+                self.answered[result["rating_id"]] += 1
+                self.outcomes[result["rating_id"]] = result["outcome"]
 
-    def send(self, count: int) -> list[str]:
-        """``count`` rating messages of one rating each; their ids."""
+    def send(self, count: int, case: str | None = None) -> list[str]:
+        """``count`` rating messages of one rating each (of ``case``, or each of a new case); their ids."""
         ids = [str(uuid.uuid4()) for _ in range(count)]
         for rating_id in ids:
-            self.link.publish(T.rating("t1"), json.dumps({"v": 1, "device_id": "t1", "ratings": [
-                {"rating_id": rating_id, "seq": 1, "kind": "service", "case_ids": [f"c-{rating_id}"], "score": 5,
-                 "rated_at": now_cst().isoformat(), "clock_synced": True}]}).encode())
+            self.link.publish(T.rating(self.device), json.dumps({"v": 1, "device_id": self.device, "ratings": [
+                {"rating_id": rating_id, "seq": 1, "kind": "service", "case_ids": [case or f"c-{rating_id}"],
+                 "score": 5, "rated_at": now_cst().isoformat(), "clock_synced": True}]}).encode())
         return ids
 
     def all_answered(self, ids: list[str], timeout: float = 15) -> None:
@@ -149,6 +153,8 @@ def group(broker, shared_database: SharedDatabase) -> Iterator[list[Collector]]:
     key = load_or_create_key(shared_database.data / "collector.key")
     with Store.open(shared_database.url, load_profile("henan"), key) as store:
         store.register_device("t1", "h1", "w1")
+        store.register_device("t2", "h1", "w1")
+        store.add_cases([_case(f"same{n}", now_cst() - timedelta(minutes=5)) for n in range(40)], now_cst())
     members = [Collector(CollectorConfig.model_validate({
         "collector": {"id": f"collector-{n}", "share_group": "g", "database": shared_database.url},
         "broker": {"host": broker.host, "port": broker.port}, "data": {"dir": str(shared_database.data)},
@@ -169,6 +175,16 @@ def test_each_rating_message_is_answered_by_one_member_of_the_group(broker, grou
     time.sleep(1)  # a second answer would come by now
     assert set(terminal.answered.values()) == {1}  # unshared, each of the three would answer each
     assert all(member._link.settings.clean_start for member in group)
+
+
+def test_one_case_rated_at_once_through_two_members_counts_once(broker, group: list[Collector]) -> None:
+    """Two terminals rate the same 40 cases at the same moment; the members race on the unit claims."""
+    first, second = AckCounter(broker, "t1"), AckCounter(broker, "t2")
+    pairs = [(first.send(1, f"same{n}")[0], second.send(1, f"same{n}")[0]) for n in range(40)]
+    first.all_answered([a for a, _ in pairs])
+    second.all_answered([b for _, b in pairs])
+    outcomes = [sorted((first.outcomes[a], second.outcomes[b])) for a, b in pairs]
+    assert all(pair == ["accepted", "duplicate"] for pair in outcomes), outcomes
 
 
 def test_a_member_gone_gets_no_share_of_the_stream(broker, group: list[Collector]) -> None:
