@@ -122,6 +122,7 @@ class AckCounter:
                                           session_expiry_s=0), self._heard)
         self.link.subscribe(T.ack(device))
         self.link.start()
+        _LINKS.append(self.link)
         assert self.link.wait_connected(10)
 
     def _heard(self, message: Incoming) -> None:
@@ -145,6 +146,15 @@ class AckCounter:
 
 
 T = Topics()
+_LINKS: list[MqttLink] = []
+
+
+@pytest.fixture(autouse=True)
+def _links_closed(broker) -> Iterator[None]:
+    """The test terminals' links end with their test, before its broker does."""
+    yield
+    while _LINKS:
+        _LINKS.pop().close()
 
 
 @pytest.fixture
