@@ -342,6 +342,7 @@ class Collector:
                 self._link.unsubscribe(topic)
 
     def _database_back(self) -> None:
+        """A commit worked again: say so and, in a share group, take a share of the stream again."""
         down = time.monotonic() - (self._down_since or time.monotonic())
         self._down_since, self._down_reason = None, ""
         shared = self._shared_topics() if self.config.collector.share_group else []
