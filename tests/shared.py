@@ -7,16 +7,14 @@ collectors' database is and how each collector's config names it. Today it is on
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
+from channel_support import Receiver
 from stack import CollectorProcess, wait_for
 
 
@@ -72,57 +70,21 @@ class SharedCollector(CollectorProcess):
         self.stop(signal.SIGKILL)
 
 
-@dataclass
-class Recorder:
-    """A real HTTP server that takes every POST (an SMS gateway, the provincial platform) and counts its keys."""
+class Recorder(Receiver):
+    """The channels' recording HTTP peer (an SMS gateway, the provincial platform), slow on purpose so senders
+    overlap, counting the idempotency keys it received."""
 
-    delay_s: float = 0.0
-    keys: Counter[str] = field(default_factory=Counter)
-    bodies: list[dict] = field(default_factory=list)
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__(lambda path, body, headers: (time.sleep(delay_s), (200, {}))[1])
 
-    def __post_init__(self) -> None:
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                time.sleep(recorder.delay_s)  # a slow peer: senders overlap
-                with recorder._lock:
-                    recorder.keys[self.headers.get("Idempotency-Key", "")] += 1
-                    recorder.bodies.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+    def keys(self) -> Counter[str]:
+        with self.lock:
+            return Counter(headers.get("idempotency-key", "") for _path, _body, headers in self.requests)
 
     def count(self, prefix: str = "") -> int:
         """Distinct keys received that start with ``prefix``."""
-        with self._lock:
-            return sum(1 for key in self.keys if key.startswith(prefix))
+        return sum(1 for key in self.keys() if key.startswith(prefix))
 
     def twice(self) -> dict[str, int]:
         """Keys received more than once."""
-        with self._lock:
-            return {key: n for key, n in self.keys.items() if n > 1}
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> Recorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return {key: n for key, n in self.keys().items() if n > 1}
