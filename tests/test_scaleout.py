@@ -9,32 +9,39 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
 import pytest
+from channel_support import RECEIPT_KEY
 from shared import Recorder, SharedCollector, SharedDatabase
 from stack import wait_for
 
-from hcp.collector.channels import Contacts
+from hcp.collector.channels import Channels, Contacts, Entry
 from hcp.collector.exc import DatabaseUnavailable
 from hcp.collector.pseudonym import load_or_create_key
 from hcp.collector.service import Collector
 from hcp.collector.store import Store
 from hcp.config.policy import load_profile
 from hcp.config.schema import CollectorConfig
-from hcp.domain import now_cst
+from hcp.domain import Channel, now_cst
 from hcp.protocol import CaseRecord, RatingMessage, Topics
+from hcp.sim.broker import free_port
 from hcp.sync.mqtt import Incoming, LinkSettings, MqttLink
+from hcp.ui.receipt import make_token
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -244,3 +251,87 @@ def test_the_collector_tells_systemd_it_serves(tmp_path, broker) -> None:
             proc.terminate()
             proc.wait(20)
     assert got[0].startswith("READY=1") and got[1] == "STATUS=collector collector: serving"
+
+
+def test_one_case_rated_at_once_by_two_members_the_phone_page_and_paper_counts_once(
+        broker, shared_database: SharedDatabase, tmp_path: Path) -> None:
+    """Each case is rated at the same moment at two windows (answered by whichever members the broker picks), on
+    the phone page one member serves, and from a paper form: exactly one of the four counts."""
+    db, cases = shared_database, [f"race{n}" for n in range(15)]
+    key = load_or_create_key(db.data / "collector.key")
+    with Store.open(db.url, load_profile("henan"), key) as store:
+        store.register_device("t1", "h1", "w1")
+        store.register_device("t2", "h1", "w1")
+        store.add_cases([_case(case, now_cst() - timedelta(minutes=5)) for case in cases], now_cst())
+    port, receipt_key = free_port(), tmp_path / "receipt.key"
+    receipt_key.write_bytes(RECEIPT_KEY)
+    receipt_key.chmod(0o600)
+    page = f'[web]\nlisten = "127.0.0.1:{port}"\n[receipt]\nkey_file = "{receipt_key}"\n'
+    members = [SharedCollector(broker, db, f"collector-{n}", extra=page if n == 0 else "") for n in range(3)]
+    try:
+        for member in members:
+            member.start_connected()
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz") == 200, 20, "the phone page did not start")
+        first, second = AckCounter(broker, "t1"), AckCounter(broker, "t2")
+        moment = threading.Barrier(4, timeout=30)  # all four channels meet at each case, then each goes
+        phone: dict[str, int] = {}
+        paper: dict[str, str] = {}
+
+        def at_once(rate: Callable[[str], object]) -> None:
+            rng = random.Random()
+            for case in cases:
+                moment.wait()
+                time.sleep(rng.uniform(0, 0.03))  # who is first differs from case to case
+                rate(case)
+
+        def phone_rating(case: str) -> None:
+            token = make_token(RECEIPT_KEY, case, int(time.time()) + 3600)
+            phone[case] = _post(f"http://127.0.0.1:{port}/r/{case}", {"t": token, "score": "3"})
+
+        def paper_forms() -> None:  # what 'hcp import-ratings' does, on its own connection
+            with Store.open(db.url, load_profile("henan"), key) as store:
+                channels = Channels(store)
+                at_once(lambda case: paper.__setitem__(
+                    case, str(channels.enter(Entry(case, 4, Channel.PAPER, now_cst()), now_cst()).outcome)))
+
+        threads = [threading.Thread(target=at_once, args=(lambda case: first.send(1, case),)),
+                   threading.Thread(target=at_once, args=(lambda case: second.send(1, case),)),
+                   threading.Thread(target=at_once, args=(phone_rating,)), threading.Thread(target=paper_forms)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        wait_for(lambda: len(first.answered) == len(second.answered) == len(cases), 20, "a window rating unanswered")
+    finally:
+        for member in members:
+            member.stop()
+    accepted = _accepted_per_case(db)
+    assert accepted == dict.fromkeys(cases, 1), accepted
+    assert set(phone.values()) <= {200, 409} and len(phone) == len(paper) == len(cases)
+
+
+def _accepted_per_case(db: SharedDatabase) -> dict[str, int]:
+    conn = db.connect()
+    try:
+        rows = conn.execute("SELECT r.case_ids FROM ratings r JOIN rating_outcomes o USING (rating_id) "
+                            "WHERE o.outcome = 'accepted' AND r.kind = 'service'").fetchall()
+    finally:
+        conn.close()
+    return dict(Counter(case for (ids,) in rows for case in json.loads(ids)))
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status
+    except OSError:
+        return 0
+
+
+def _post(url: str, fields: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(fields).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as answer:
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
