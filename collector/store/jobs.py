@@ -32,8 +32,8 @@ from itertools import takewhile
 
 from hcp.collector.store.outboxes import PENDING, OutboxItem, OutboxTable
 
-#: The job names: one advisory lock key each (docs/scaling.md lists them).
-JOBS = ("defaults", "notify-queue", "upstream-queue", "upstream-send", "chain-head", "retention")
+#: The job names in use: one advisory lock key each (docs/scaling.md lists them).
+JOBS = ("defaults", "notify-queue", "upstream-queue", "chain-head", "retention", "claim:upstream_outbox")
 
 
 def job_key(job: str) -> int:
