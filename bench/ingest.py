@@ -6,11 +6,12 @@ messages of B ratings, for cases the collector knows (so every rating is
 judged, claimed and accepted), and wait for the collector's acks. The rate is
 ratings acked per second, from the first publish to the last ack.
 
-    python bench/ingest.py [--terminals 1000] [--ratings 60] [--batch 500] [--procs 2]
+    python bench/ingest.py [--terminals 1000] [--ratings 60] [--batch 500] [--procs 2] [--collectors 1]
 
 By default each terminal sends its ratings as the terminal's syncer does (up to
 ``sync.batch_size``, 500, in a message: 60 ratings go in one). ``--batch 10``
-shows the cost of small messages.
+shows the cost of small messages. ``--collectors 3`` runs three collector
+processes in one share group on the one database (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -130,6 +131,16 @@ def terminal_group(port: int, first: int, count: int, ratings: int, batch: int, 
     terminals.close()
 
 
+def start_collector(folder: Path, port: int, number: int, count: int, database: Path | str) -> subprocess.Popen:
+    """``hcp collector`` number ``number`` of ``count``; more than one: a share group on the one database."""
+    config = folder / f"collector-{number}.toml"
+    group = 'share_group = "bench"\n' if count > 1 else ""
+    config.write_text(f'[collector]\nid = "collector-{number}"\n{group}', "utf-8")
+    return subprocess.Popen([sys.executable, "-m", "hcp.cli", "--log-level", "WARNING", "collector", "--broker",
+                             f"127.0.0.1:{port}", "--data-dir", str(folder), "--policy", "henan", "--config",
+                             str(config), "--database", str(database)])
+
+
 def main() -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--terminals", type=int, default=1000)
@@ -138,6 +149,7 @@ def main() -> dict[str, float]:
     parser.add_argument("--procs", type=int, default=2, help="processes the terminals are spread over")
     parser.add_argument("--engine", choices=("both", "sqlite", "postgresql"), default="both",
                         help="the collector's database: SQLite, PostgreSQL (a private cluster), or both in turn")
+    parser.add_argument("--collectors", type=int, default=1, help="collector processes (more: one share group)")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -163,9 +175,9 @@ def run(args: argparse.Namespace, engine: str, url: str | None) -> float:
         folder.mkdir()
         database = url or folder / "collector.sqlite"
         prepare(folder, args.terminals, args.ratings, database)
-        collector = subprocess.Popen([sys.executable, "-m", "hcp.cli", "--log-level", "WARNING", "collector",
-                                      "--broker", f"127.0.0.1:{broker.port}", "--data-dir", str(folder),
-                                      "--policy", "henan", "--database", str(database)])
+        collectors = [start_collector(folder, broker.port, n, args.collectors, database)
+                      for n in range(args.collectors)]
+        collector = collectors[0]
         time.sleep(2)
         out: mp.Queue = mp.Queue()
         per = -(-args.terminals // args.procs)
@@ -179,8 +191,9 @@ def run(args: argparse.Namespace, engine: str, url: str | None) -> float:
         rss = rss_kib(collector.pid)
         for proc in procs:
             proc.join(60)
-        collector.terminate()
-        collector.wait(30)
+        for each in collectors:
+            each.terminate()
+            each.wait(30)
         with Store.open(database, load_profile("henan"), load_or_create_key(folder / "collector.key")) as store:
             totals = store.totals()
         stored = totals["ratings"]
@@ -188,7 +201,8 @@ def run(args: argparse.Namespace, engine: str, url: str | None) -> float:
     acked = sum(a for a, _ in results)
     elapsed = max(t for _, t in results) - start_at
     expected = args.terminals * args.ratings
-    print(f"{engine}: {args.terminals} terminals x {args.ratings} ratings ({args.batch} a message): {acked} acked in "
+    print(f"{engine}, {args.collectors} collector(s): {args.terminals} terminals x {args.ratings} ratings "
+          f"({args.batch} a message): {acked} acked in "
           f"{elapsed:.2f} s = {acked / elapsed:,.0f} ratings/s; stored {stored} {outcomes}; "
           f"collector RSS {rss / 1024:.0f} MiB")
     if stored != expected or acked != expected:

@@ -110,7 +110,9 @@ class NotifyJob:
     def queue_alerts(self, now: datetime) -> int:
         """One alert per follow-up opened (every accepted 差评 by a person) since the last run."""
         store = self.store
-        with store.unit():
+        with store.exclusive("notify-queue") as mine:
+            if not mine:  # another collector queues them now (PostgreSQL)
+                return 0
             rows = store.followups_opened_after(store.read_cursor("notify-alerts"))
             queued = self.outbox.enqueue([(f"alert:{rid}", "alert", rid) for _id, rid in rows], now)
             if rows:
@@ -123,7 +125,9 @@ class NotifyJob:
         if hours is None or not {"sms", "message"} & set(self.profile.reminder_channels):
             return 0
         cutoff = utc_text(now - timedelta(hours=hours))
-        with self.store.unit():
+        with self.store.exclusive("notify-queue") as mine:
+            if not mine:
+                return 0
             due = [row for row in self.store.unreminded_cases(cutoff) if self._unrated(row, now)]
             return self.outbox.enqueue([(f"reminder:{row[0]}", "reminder", row[0]) for row in due], now)
 

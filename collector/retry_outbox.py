@@ -36,6 +36,11 @@ from hcp.retry import backoff_delay
 
 log = logging.getLogger("hcp.collector.retry_outbox")
 
+#: Records claimed at once; with the senders' 10 s timeouts they are tried well within LEASE_S.
+CLAIM_CHUNK = 10
+#: How long claimed records are one sender's: a sender killed mid-try leaves them due again after it.
+LEASE_S = 300.0
+
 __all__ = ["NOTIFICATIONS", "PENDING", "SENT", "UPSTREAM", "Backoff", "Drained", "OutboxItem", "OutboxTable",
            "Outcome", "RetryOutbox"]
 
@@ -86,8 +91,9 @@ class RetryOutbox:
     """The records of one :class:`OutboxTable` over a store's connection, tried with backoff until final."""
 
     def __init__(self, store: Store, table: OutboxTable, backoff: Backoff = Backoff(), *, ordered: bool = False,
-                 batch: int = -1) -> None:
+                 batch: int = -1, lease_s: float = LEASE_S) -> None:
         self.store = store
+        self.lease_s = lease_s  # a claimed record is this sender's alone so long: CLAIM_CHUNK tries must fit
         self.table = table
         self.backoff = backoff
         self.ordered = ordered
@@ -111,19 +117,35 @@ class RetryOutbox:
               finished: Callable[[OutboxItem], None] | None = None) -> Drained:
         """Try every due record with ``attempt`` and record its outcome; ``finished`` runs after each final one.
 
-        In an ordered outbox a record that must be retried stops the run: the
-        later ones wait behind it.
+        Records are claimed :data:`CLAIM_CHUNK` at a time for :attr:`lease_s` before they are tried
+        (:meth:`Store.claim_outbox_records`), so collectors draining one database at once never try one
+        record together. In an ordered outbox a record that must be retried stops the run: the later ones
+        wait behind it, their claim given back.
         """
         counts = {SENT: 0, self.table.given_up: 0, "retry": 0}
-        for item in self.due(now):
-            state = self.record(item, attempt(item), now)
-            counts[state] += 1
-            if state == "retry":
-                if self.ordered:
-                    break
-            elif finished is not None:
-                finished(item)
+        left = self.batch if self.batch > 0 else None
+        while left is None or left > 0:
+            items = self.claim(now, CLAIM_CHUNK if left is None else min(left, CLAIM_CHUNK))
+            if not items:
+                break
+            left = None if left is None else left - len(items)
+            for number, item in enumerate(items):
+                state = self.record(item, attempt(item), now)
+                counts[state] += 1
+                if state == "retry" and self.ordered:
+                    self.store.release_outbox_records(self.table, items[number + 1:], self._lease_end(now))
+                    return Drained(counts[SENT], counts[self.table.given_up], counts["retry"])
+                if state != "retry" and finished is not None:
+                    finished(item)
         return Drained(counts[SENT], counts[self.table.given_up], counts["retry"])
+
+    def claim(self, now: datetime, limit: int) -> list[OutboxItem]:
+        """Up to ``limit`` due records, taken for this sender alone until ``lease_s`` from ``now``."""
+        return self.store.claim_outbox_records(self.table, limit, utc_text(now), self._lease_end(now),
+                                               ordered=self.ordered)
+
+    def _lease_end(self, now: datetime) -> str:
+        return utc_text(now + timedelta(seconds=self.lease_s))
 
     def record(self, item: OutboxItem, outcome: Outcome, now: datetime) -> str:
         """Write what a try of ``item`` came to; its new status, or ``retry`` when it stays pending."""

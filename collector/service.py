@@ -108,6 +108,8 @@ class Collector:
         self._link: MqttLink | None = None
         self._worker: threading.Thread | None = None
         self._beat = time.monotonic()
+        self._down_since: float | None = None  # monotonic time the database failed a commit; None: it works
+        self._down_reason = ""
         # The first default job waits a little and for an idle moment: ratings
         # the broker kept while we were down were made in time and must be
         # handled before their cases are defaulted.
@@ -126,7 +128,7 @@ class Collector:
         self._store = Store.open(self.database, self.profile, key, check_same_thread=False,
                                  heads_file=self.config.chain.heads_file)
         self._link = MqttLink(self._link_settings(), self._on_message, self._on_connection)
-        for topic in (self.topics.all_ratings, self.topics.all_status, self.topics.cases):
+        for topic in (*self._shared_topics(), self.topics.all_status):
             self._link.subscribe(topic, qos=1)
         self._worker = threading.Thread(target=self._work, name="collector-worker", daemon=True)
         self._worker.start()
@@ -134,14 +136,29 @@ class Collector:
         log.info("collector %s started on %s as MQTT client %s (database %s)", self.config.collector.id,
                  self.topics.prefix, self._link.settings.client_id, self.database)
 
+    def _shared_topics(self) -> list[str]:
+        """What one member of the share group handles alone: ratings and case records (each answered once).
+
+        The terminals' status is subscribed unshared: it is the fleet's current state, which every member
+        writes in order, and a retained status reaches no shared subscription.
+        """
+        group = self.config.collector.share_group
+        return [Topics.shared(self.topics.all_ratings, group), Topics.shared(self.topics.cases, group)]
+
     def _link_settings(self) -> LinkSettings:
         broker = self.config.broker
-        # A persistent session with manual acks: what was not acknowledged
-        # after its commit is delivered again, even across a restart.
+        # Alone: a persistent session with manual acks, so what was not
+        # acknowledged after its commit is delivered again, even across a
+        # restart. In a share group: a clean session, because Mosquitto keeps
+        # handing a member's share to its kept session while it is away and
+        # does not pass a member's unacknowledged messages to another
+        # (eclipse/mosquitto #1747, #2662); the terminals resend those
+        # (sync.resend_after_s) and the group answers them.
+        shared = bool(self.config.collector.share_group)
         return LinkSettings(host=broker.host, port=broker.port,
                             client_id=mqtt_client_id(broker.cert_file, self.config.collector.id),
-                            keepalive_s=broker.keepalive_s, session_expiry_s=broker.session_expiry_s,
-                            clean_start=False, manual_ack=True, backoff_max_s=broker.reconnect_max_s,
+                            keepalive_s=broker.keepalive_s, session_expiry_s=0 if shared else broker.session_expiry_s,
+                            clean_start=shared, manual_ack=True, backoff_max_s=broker.reconnect_max_s,
                             tls=tls_from(broker.ca_file, broker.cert_file, broker.key_file))
 
     def wait_connected(self, timeout: float) -> bool:
@@ -171,13 +188,16 @@ class Collector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run_forever(self, stop_event: threading.Event, heartbeat: Callable[[], None] | None = None) -> None:
+    def run_forever(self, stop_event: threading.Event, heartbeat: Callable[[], None] | None = None,
+                    on_status: Callable[[str], None] | None = None) -> None:
         """Serve until ``stop_event`` is set (the CLI sets it on SIGTERM).
 
         ``heartbeat`` (the systemd watchdog) is called each second while the
         worker is alive and turning; a worker stuck longer than _STUCK_S stops it.
+        ``on_status`` gets :attr:`status` each second it is not serving, and once when it serves again.
         """
         self.start()
+        said = ""
         try:
             while not stop_event.wait(1.0):
                 if self._worker is None or not self._worker.is_alive():
@@ -185,6 +205,10 @@ class Collector:
                     return
                 if heartbeat is not None and time.monotonic() - self._beat < _STUCK_S:
                     heartbeat()
+                status = self.status
+                if on_status is not None and (status != said or self._down_since is not None):
+                    on_status(status)
+                said = status
         finally:
             self.close()
 
@@ -282,12 +306,52 @@ class Collector:
             except DatabaseError as err:  # DatabaseUnavailable, DatabaseFull; or a rule broken at COMMIT
                 wait = backoff_delay(failures, _RETRY_FIRST_S, _RETRY_MAX_S)
                 failures += 1
-                log.error("could not commit %d message(s): %s; trying again in %.1f s", len(batch), err, wait)
+                if failures == 1:
+                    self._database_lost(err)
+                log.error("could not commit %d message(s): %s; not acknowledging them, trying again in %.1f s",
+                          len(batch), err, wait)
             if self._stop.wait(wait):
                 return  # closing: unacknowledged, the broker delivers them again after the restart
             self._beat = time.monotonic()  # waiting on purpose, not hung
+        if failures:
+            self._database_back()
         for item, replies in done:
             self._answer(item, replies)
+
+    @property
+    def status(self) -> str:
+        """One line for the service manager (systemd's STATUS=): serving, or the database lost since when."""
+        if self._down_since is None:
+            return f"collector {self.config.collector.id}: serving"
+        return (f"collector {self.config.collector.id}: database unavailable for "
+                f"{time.monotonic() - self._down_since:.0f} s ({self._down_reason}); not acknowledging")
+
+    def _database_lost(self, err: DatabaseError) -> None:
+        """The database failed: acknowledge nothing until a commit succeeds; in a share group, step aside.
+
+        Nothing is acknowledged before its commit, so what this process holds
+        the terminals and the business system send again. Leaving the shared
+        subscriptions makes the broker hand the stream to the other members
+        meanwhile, instead of this one's share waiting here.
+        """
+        self._down_since, self._down_reason = time.monotonic(), str(err)
+        shared = self._shared_topics() if self.config.collector.share_group else []
+        log.error("database unavailable: %s; acknowledging nothing until it is back%s", err,
+                  "; leaving the share group's subscriptions meanwhile" if shared else "")
+        if self._link is not None:
+            for topic in shared:
+                self._link.unsubscribe(topic)
+
+    def _database_back(self) -> None:
+        """A commit worked again: say so and, in a share group, take a share of the stream again."""
+        down = time.monotonic() - (self._down_since or time.monotonic())
+        self._down_since, self._down_reason = None, ""
+        shared = self._shared_topics() if self.config.collector.share_group else []
+        log.warning("database available again after %.1f s%s", down,
+                    "; rejoining the share group" if shared else "")
+        if self._link is not None:
+            for topic in shared:
+                self._link.subscribe(topic, qos=1)
 
     def _commit(self, batch: list[_Queued]) -> list[tuple[_Queued, list[Reply]]]:
         assert self._store is not None

@@ -147,7 +147,9 @@ class Forwarder:
     def queue(self, now: datetime) -> int:
         """Move every new record after its cursor into the outbox; returns how many were queued."""
         store = self.store
-        with store.unit():
+        with store.exclusive("upstream-queue") as mine:
+            if not mine:  # another collector moves the cursors now (PostgreSQL)
+                return 0
             made = 0
             for name, fetch, build in _SOURCES:
                 rows = fetch(store, store.read_cursor(name))

@@ -222,6 +222,13 @@ class CollectorSection(_Section):
                               examples=[256])
     lifecycle_interval_s: float = Field(
         300, gt=0, description="How often the worker runs the default job.", examples=[300])
+    share_group: str = Field(
+        "", pattern=r"^[A-Za-z0-9_-]{0,64}$",
+        description="Several collectors sharing the terminals' stream (docs/scaling.md): each subscribes to the "
+        "ratings and case records as `$share/<group>/...` (MQTT 5 shared subscriptions, each message handled by one "
+        "member) with a clean session and a client id of its own (its own certificate: `hcp pki service "
+        "collector-2`), and to the terminals' status unshared. Empty: the single collector with a persistent "
+        "session.", examples=["hall-collectors"])
 
 
 class ChainSection(_Section):

@@ -36,6 +36,8 @@ from hcp.protocol import IDENT_CHARS
 
 #: Identities the ACL gives rights beyond one device's topics.
 SERVICE_NAMES = frozenset({"collector", "business", "operator"})
+#: More collectors of one share group (docs/scaling.md): collector-2, collector-b ... each its own CN and client id.
+_MORE_COLLECTORS = re.compile(r"collector-[A-Za-z0-9_.:-]{1,54}")
 _NAME = re.compile(f"[{IDENT_CHARS}]{{1,64}}")
 _CA_DAYS = 20 * 365
 _CRL_DAYS = 365
@@ -137,15 +139,25 @@ class Pki:
 
     def issue_device(self, device_id: str, days: int = 10 * 365) -> Path:
         """A terminal's client certificate, CN = device id; returns the certificate's path."""
-        if device_id in SERVICE_NAMES:
+        if is_service_name(device_id):
             raise PkiError(f"{device_id!r} is a service identity and cannot be a terminal's id")
         return self._issue_client(device_id, "device", days)
 
     def issue_service(self, name: str, days: int = 10 * 365) -> Path:
-        """A client certificate for the collector, the business system or the operator's tools."""
-        if name not in SERVICE_NAMES:
-            raise PkiError(f"service must be one of {', '.join(sorted(SERVICE_NAMES))}, got {name!r}")
+        """A client certificate for a collector, the business system or the operator's tools.
+
+        Each collector of a share group has its own (``collector``, ``collector-2`` ...): the broker makes the
+        CN the client id, and two collectors on one client id would knock each other off.
+        """
+        if not is_service_name(name):
+            raise PkiError(f"service must be one of {', '.join(sorted(SERVICE_NAMES))} or collector-<name> (one "
+                           f"per collector of a share group), got {name!r}")
         return self._issue_client(name, "service", days)
+
+    def collectors(self) -> list[str]:
+        """The names of the collectors' valid certificates besides ``collector``, sorted."""
+        return sorted({e["name"] for e in self._index().values()
+                       if not e.get("revoked_at") and _MORE_COLLECTORS.fullmatch(e["name"])})
 
     def _issue_client(self, name: str, kind: str, days: int) -> Path:
         if not _NAME.fullmatch(name):
@@ -258,6 +270,22 @@ class Pki:
         os.replace(tmp, self.dir / "index.json")
 
 
+def is_service_name(name: str) -> bool:
+    """Whether ``name`` is a service identity (never a terminal's): the services, and collector-<name>."""
+    return name in SERVICE_NAMES or bool(_MORE_COLLECTORS.fullmatch(name))
+
+
+def collector_acl(acl: str, names: list[str]) -> str:
+    """``acl`` with the ``user collector`` block repeated for each of ``names`` (more collectors of a share group)."""
+    lines = acl.splitlines()
+    start = lines.index("user collector")
+    end = next((n for n in range(start, len(lines)) if not lines[n].strip()), len(lines))
+    grants = lines[start + 1:end]
+    blocks = [f"\n# Collector {name} of the share group (hcp pki service {name}): the same rights.\nuser {name}\n"
+              + "\n".join(grants) + "\n" for name in names]
+    return acl + "".join(blocks)
+
+
 def mqtt_client_id(cert_file: Path | None, default: str) -> str:
     """The MQTT client id of a client holding ``cert_file``: its CN, which is what the production broker
     uses whatever the client asks (``use_username_as_clientid``); ``default`` without a certificate."""
@@ -280,8 +308,9 @@ def mosquitto_config(pki_dir: Path, out_dir: Path, listener: str = "8883") -> li
     tls = (shipped / "hcp-tls.conf").read_text("utf-8")
     tls = (tls.replace("/etc/hcp/pki/", f"{pki_dir}/").replace("/etc/mosquitto/conf.d/hcp.acl", str(acl))
            .replace("listener 8883", f"listener {listener}"))
-    written = {"hcp.conf": (shipped / "hcp.conf").read_text("utf-8"), "hcp-tls.conf": tls,
-               "hcp.acl": (shipped / "hcp.acl").read_text("utf-8")}
+    more = Pki(pki_dir).collectors() if (pki_dir / "index.json").exists() else []
+    acl_text = collector_acl((shipped / "hcp.acl").read_text("utf-8"), more)
+    written = {"hcp.conf": (shipped / "hcp.conf").read_text("utf-8"), "hcp-tls.conf": tls, "hcp.acl": acl_text}
     for name, text in written.items():
         (out_dir / name).write_text(text, "utf-8")
     return [out_dir / name for name in written]

@@ -322,6 +322,11 @@ class Topics:
     def all_status(self) -> str:
         return f"{self.prefix}/dev/+/status"
 
+    @staticmethod
+    def shared(topic: str, group: str) -> str:
+        """``$share/{group}/{topic}``: an MQTT 5 shared subscription to ``topic`` (``topic`` itself when no group)."""
+        return f"$share/{group}/{topic}" if group else topic
+
     def device_of(self, topic: str) -> str | None:
         """The device id in a ``{prefix}/dev/{id}/...`` topic, or None."""
         head = f"{self.prefix}/dev/"

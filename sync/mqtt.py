@@ -145,6 +145,12 @@ class MqttLink:
             if self._connected.is_set():
                 self._client.subscribe(topic, qos)
 
+    def unsubscribe(self, topic: str) -> None:
+        """Stop receiving ``topic`` now if connected, and do not subscribe to it again after a reconnect."""
+        with self._lock:
+            if self._subs.pop(topic, None) is not None and self._connected.is_set():
+                self._client.unsubscribe(topic)
+
     def start(self) -> None:
         """Start the network thread; it connects in the background."""
         if self._thread is not None or self._stop.is_set():

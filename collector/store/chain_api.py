@@ -9,8 +9,8 @@ Sealing is not here: every commit of :meth:`Store.batch` does it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -33,6 +33,7 @@ class ChainQueries:
     _conn: Engine
     _key: bytes
     _unsigned: bool
+    exclusive: Callable[[str], AbstractContextManager[bool]]
     #: Where signed chain heads are appended, outside the database (``chain.heads_file``).
     heads_file: Path | None
 
@@ -41,8 +42,9 @@ class ChainQueries:
 
         Raises StoreError when the database fails, OSError when the heads file does.
         """
-        with _database_errors("cannot sign the chain head"), self._unit():
-            head = chain.sign_head(self._conn, self._key, now)
+        with _database_errors("cannot sign the chain head"), self.exclusive("chain-head") as mine:
+            # Another collector signing now (PostgreSQL) signs the same chain: nothing for this one to add.
+            head = chain.sign_head(self._conn, self._key, now) if mine else None
         self._unsigned = False
         if head is not None and self.heads_file is not None:
             chain.append_head(self.heads_file, head)

@@ -34,6 +34,7 @@ from hcp.collector.store.engine import Engine, connect
 from hcp.collector.store.errors import database_errors
 from hcp.collector.store.fleet import FleetQueries
 from hcp.collector.store.identities import IdentityQueries
+from hcp.collector.store.jobs import JobQueries
 from hcp.collector.store.lifecycle import LifecycleQueries
 from hcp.collector.store.outboxes import OutboxQueries
 from hcp.collector.store.schema import MIGRATIONS
@@ -95,7 +96,7 @@ class WindowCount:
 
 
 class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, FleetQueries, StatsQueries,
-            ChannelQueries):
+            ChannelQueries, JobQueries):
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
     def __init__(self, engine: Engine, profile: Profile, key: bytes, *,

@@ -24,6 +24,7 @@ class IdentityQueries:
     _conn: Engine
     _unit: Callable[[], AbstractContextManager[None]]
     _key: bytes
+    exclusive: Callable[[str], AbstractContextManager[bool]]
 
     def sealing_key(self, purpose: str) -> bytes:
         """A 256-bit key for sealing what ``purpose`` names, derived from the collector key."""
@@ -48,6 +49,8 @@ class IdentityQueries:
 
     def erase_identities(self, erase_by: str, kept_by: str) -> int:
         """Delete the identities due for erasure by ``erase_by`` or kept since ``kept_by`` or before; how many."""
-        with self._unit():
+        with self.exclusive("retention") as mine:  # a DELETE by time: the same whoever runs it
+            if not mine:
+                return 0
             return self._conn.execute("DELETE FROM rater_identities WHERE erase_after <= ? OR kept_at <= ?",
                                       (erase_by, kept_by)).rowcount

@@ -100,7 +100,7 @@ def _serve_collector(config) -> int:
     with Collector(config, profile=profile) as collector, ChannelServices(config, collector.database,
                                                                           collector.secret_file):
         notifier.ready(f"collector {config.collector.id}")
-        collector.run_forever(stop, heartbeat=notifier.watchdog)
+        collector.run_forever(stop, heartbeat=notifier.watchdog, on_status=lambda s: notifier.send(f"STATUS={s}"))
         notifier.stopping()
     return 0
 

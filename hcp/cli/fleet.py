@@ -45,8 +45,11 @@ def _register_pki(subparsers: argparse._SubParsersAction) -> None:
     device.add_argument("device_id", help="the terminal's device id")
     device.set_defaults(func=pki_device)
     service = sub.add_parser("service", help="issue a service identity: collector, business or operator",
-                             description="Write issued/NAME.crt and .key for a service the ACL grants more rights.")
-    service.add_argument("name", choices=["collector", "business", "operator"], help="the service")
+                             description="Write issued/NAME.crt and .key for a service the ACL grants more rights. "
+                             "Several collectors sharing the stream ([collector] share_group) each need their own: "
+                             "collector, collector-2, collector-3 ...; 'hcp pki broker-config' then writes an ACL "
+                             "entry for each.")
+    service.add_argument("name", metavar="NAME", help="collector, collector-<name>, business or operator")
     service.set_defaults(func=pki_service)
     broker = sub.add_parser("broker", help="issue the broker's server certificate",
                             description="Write broker.crt and broker.key for the given host names and addresses.")

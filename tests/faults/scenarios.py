@@ -26,6 +26,7 @@ from unittest import mock
 
 from checker import Figures, check, collector_ratings, collector_sound, collector_sound_pg
 from proxy import Proxy
+from shared import SharedCollector, SharedDatabase
 from stack import CollectorProcess, wait_for
 from terminal import AgentSettings, InProcessTerminal, PanelDriver, StopDriving, Terminal, Zygote, integrity_ok
 
@@ -53,16 +54,19 @@ class Sizes:
     queued_ratings: int
     replays: int
     time_limit_s: float
+    shared_kills: int = 4
+    shared_terminals: int = 3
 
     @classmethod
     def ci(cls) -> Sizes:
         return cls(agent_kills=100, collector_kills=4, postgres_restarts=4, broker_kills=4, cuts=4, backlog=2_000,
-                   outage_s=2.0, queued_ratings=30, replays=100, time_limit_s=90)
+                   outage_s=2.0, queued_ratings=30, replays=100, time_limit_s=90, shared_kills=6, shared_terminals=3)
 
     @classmethod
     def long(cls) -> Sizes:
         return cls(agent_kills=10_000, collector_kills=100, postgres_restarts=100, broker_kills=100, cuts=100,
-                   backlog=100_000, outage_s=60.0, queued_ratings=2_000, replays=100, time_limit_s=3 * 3600)
+                   backlog=100_000, outage_s=60.0, queued_ratings=2_000, replays=100, time_limit_s=3 * 3600,
+                   shared_kills=300, shared_terminals=12)
 
 
 class Rig:
@@ -296,6 +300,81 @@ def postgres_failover(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Rand
         figures = _under_stream("postgres failover", work, zygote, 2, sizes, rng, fault, database=url)
         figures.problems += collector_sound_pg(standby.url(name))
     return figures
+
+
+# ---- three collectors sharing the stream: kill -9 of one of them ----------------
+
+class _Cases:
+    """Case names for streams that share them."""
+
+    def __init__(self) -> None:
+        self._next, self._lock = 0, threading.Lock()
+
+    def case(self) -> str:
+        with self._lock:
+            self._next += 1
+            return f"K{self._next - 1:07d}"
+
+
+def shared_kill(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random) -> Figures:
+    """Three collectors in one share group on one database; kill -9 of one at random (every other time between
+    its commit and its ack) under a steady stream from several terminals. What a dead collector held, the
+    broker does not pass on (eclipse/mosquitto #2662): the terminals resend it and another collector answers."""
+    figures = Figures("shared -9")
+    broker = Broker(work / "broker")
+    broker.start()
+    database = SharedDatabase.sqlite(work / "collectors")
+    collectors = [SharedCollector(broker, database, f"collector-{n}") for n in range(3)]
+    devices = [f"t-shared{n}" for n in range(sizes.shared_terminals)]
+    terminals: list[Terminal] = []
+    try:
+        collectors[0].prepare({d: ("h1", "w1") for d in devices}, [f"K{n:07d}" for n in range(40_000)])
+        for collector in collectors:
+            collector.start_connected()
+        cases = _Cases()
+        for device in devices:
+            terminals.append(Terminal(zygote, work / device, AgentSettings(device_id=device, port=broker.port)))
+            terminals[-1].start()
+        streams = [Stream(t, cases, rng) for t in terminals]  # type: ignore[arg-type]
+        start, kills = time.monotonic(), Counter()
+        for n in _bounded(sizes.shared_kills, sizes.time_limit_s):
+            time.sleep(rng.uniform(0.3, 1.2))
+            victim = rng.choice(collectors)
+            kills[victim.name] += 1
+            _kill_member(victim, at_ack=bool(n % 2), pause_s=rng.uniform(0, 0.5))
+        for stream in streams:
+            stream.stop()
+            figures.problems += stream.errors
+        for terminal in terminals:
+            drained(terminal, 120, "shared kill")
+        elapsed = time.monotonic() - start
+        for terminal in terminals:
+            terminal.stop()
+        pressed = [case for stream in streams for case in stream.pressed]
+        figures.notes.update(collectors=3, terminals=len(terminals), kills=dict(sorted(kills.items())),
+                             rate=f"{len(pressed) / elapsed:.0f}/s")
+        check(figures, [r for t in terminals for r in t.thanked], pressed,
+              collector_ratings(Path(database.url)))
+    finally:
+        for collector in collectors:
+            collector.kill()
+        broker.kill()
+    return figures
+
+
+def _kill_member(collector: SharedCollector, *, at_ack: bool, pause_s: float) -> None:
+    """kill -9 one member, or let it commit its next rating message and die before the ack; then restart it."""
+    collector.kill()
+    if at_ack:
+        collector.start(die_at_ack=True)
+        assert collector.proc is not None
+        try:
+            collector.proc.wait(30)  # its share of the stream reaches it within a second or two
+        finally:
+            collector.kill()
+    else:
+        time.sleep(pause_s)
+    collector.start_connected()
 
 
 # ---- the network between terminal and broker -----------------------------------
@@ -555,6 +634,7 @@ SCENARIOS: dict[str, Callable[[Path, Zygote, Sizes, random.Random], Figures]] = 
     "disk": disk_faults,
     "clock": clock_jumps,
     "replay": replay,
+    "shared_kill": shared_kill,
 }
 
 
