@@ -34,6 +34,7 @@ from hcp.collector.store.chain import seal
 from hcp.collector.store.chain_api import ChainQueries
 from hcp.collector.store.channels import ChannelQueries
 from hcp.collector.store.errors import database_errors
+from hcp.collector.store.figures import FiguresQueries
 from hcp.collector.store.fleet import FleetQueries
 from hcp.collector.store.identities import IdentityQueries
 from hcp.collector.store.lifecycle import LifecycleQueries
@@ -97,7 +98,7 @@ class WindowCount:
 
 
 class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, FleetQueries, StatsQueries,
-            ChannelQueries):
+            ChannelQueries, FiguresQueries):
     """Ratings, cases and devices in one SQLite database, under one policy profile."""
 
     def __init__(self, db: sqlite_utils.Database, profile: Profile, key: bytes, *,

@@ -93,6 +93,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from hcp.collector.store.schema_figures import SQL as FIGURES_SQL
+
 #: The advisory lock key that serializes migrations (any constant; "hcp-migr" in ASCII).
 MIGRATION_LOCK = 0x6863702D6D696772
 #: The advisory lock key record writers hold for their transaction (see the module notes).
@@ -438,6 +440,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m007_upstream_fields", _steps(_M007, append_only_sql(("case_upstream",)))),
     Migration("m008_store_meta", _steps(_M008, append_only_sql(("imported_requests",)))),
     Migration("m009_chain_v2", _steps(_M009, append_only_sql(("device_events",)))),
+    Migration("m010_figures", _steps(FIGURES_SQL)),
 )
 
 #: Record tables: the collector role may INSERT and SELECT, never UPDATE or DELETE (and triggers refuse both).

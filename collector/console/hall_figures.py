@@ -1,0 +1,214 @@
+"""A hall's figures for today, this week and this month, and the one poller that keeps them current.
+
+The store counts ratings and cases by group in SQL (``FiguresQueries``); the
+figures of each group come from :func:`hcp.collector.stats.tally_row`, the
+definitions of ``hcp stats``. Days and weeks are China Standard Time; a week
+starts on Monday.
+
+:class:`FigureHub` keeps the newest figures per hall. One poller per process
+asks the store every second for each watched hall's change marker (the newest
+rating, case and lifecycle record) and recomputes only when it moved; every
+open dashboard or board of that hall then gets the same figures through its
+queue. A dashboard opened without a poller running computes once and caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from hcp.collector.exc import StoreError
+from hcp.collector.stats import tally_row
+from hcp.config.policy import Profile
+from hcp.domain import CST, china_date, utc_text
+
+log = logging.getLogger("hcp.console.figures")
+
+PERIODS = ("today", "week", "month")
+PERIOD_NAMES = {"today": "今日", "week": "本周", "month": "本月"}
+#: Seconds between two looks at the change markers.
+POLL_S = 1.0
+
+
+@dataclass
+class Counts:
+    """Counts of one group, added up from the store's grouped rows."""
+
+    levels: Counter = field(default_factory=Counter)
+    defaults: int = 0
+    excluded: Counter = field(default_factory=Counter)
+    completed: int = 0
+    rated: int = 0
+    open_followups: int = 0
+    overdue_followups: int = 0
+
+    def row(self, profile: Profile) -> dict:
+        figures = tally_row(profile, dict(self.levels), defaults=self.defaults, excluded=dict(self.excluded),
+                            completed=self.completed, rated=self.rated)
+        return {**figures, "open_followups": self.open_followups, "overdue_followups": self.overdue_followups}
+
+
+def period_starts(today: date) -> dict[str, date]:
+    """The first China day of each period that ends today."""
+    return {"today": today, "week": today - timedelta(days=today.weekday()), "month": today.replace(day=1)}
+
+
+def day_start_utc(day: date) -> str:
+    """The stored-text instant at which a China day starts."""
+    return utc_text(datetime(day.year, day.month, day.day, tzinfo=CST))
+
+
+@dataclass(frozen=True)
+class Names:
+    """Display names from the config's ``[web]`` section: hall id, and "hall/window", to a name."""
+
+    halls: dict[str, str] = field(default_factory=dict)
+    windows: dict[str, str] = field(default_factory=dict)
+
+    def hall(self, hall_id: str) -> str:
+        return self.halls.get(hall_id, hall_id)
+
+    def window(self, hall_id: str, window_id: str) -> str:
+        return self.windows.get(f"{hall_id}/{window_id}", f"{window_id} 窗口")
+
+
+class _Groups:
+    """Counts per period, for the hall, each window and each clerk; a period runs from its start to the end."""
+
+    def __init__(self, starts: dict[str, str]) -> None:
+        self.starts = starts
+        self.hall = {p: Counts() for p in starts}
+        self.windows: dict[str, dict[str, Counts]] = defaultdict(lambda: {p: Counts() for p in starts})
+        self.clerks: dict[str, dict[str, Counts]] = defaultdict(lambda: {p: Counts() for p in starts})
+
+    def each(self, day: str, window: str, clerk: str | None) -> list[Counts]:
+        periods = [p for p, start in self.starts.items() if day >= start]
+        found = [self.hall[p] for p in periods] + [self.windows[window][p] for p in periods]
+        return found + [self.clerks[clerk or "—"][p] for p in periods]
+
+
+def count_span(store: Any, profile: Profile, hall_id: str, starts: dict[str, str], last: date) -> _Groups:
+    """The counts of ``hall_id`` for periods starting on ``starts`` (ISO days) and ending on ``last``."""
+    groups = _Groups(starts)
+    first = date.fromisoformat(min(starts.values()))
+    for day, window, clerk, score, is_default, excluded, listed, count in store.figure_ratings(
+            hall_id, first.isoformat(), last.isoformat()):
+        for counts in groups.each(day, window, clerk):
+            if excluded or listed:
+                counts.excluded[excluded or "listed"] += count
+            else:
+                counts.levels[score] += count
+                counts.defaults += count if is_default else 0
+    days: dict[str, str] = {}
+    for hour, window, clerk, rated, count in store.figure_cases(hall_id, day_start_utc(first),
+                                                                 day_start_utc(last + timedelta(days=1)),
+                                                                 profile.failed_intake_ratable):
+        if hour not in days:  # the China day of a UTC hour: CST is a whole eight hours ahead
+            days[hour] = (datetime.fromisoformat(hour + ":00:00+00:00") + timedelta(hours=8)).date().isoformat()
+        for counts in groups.each(days[hour], window, clerk):
+            counts.completed += count
+            counts.rated += count if rated else 0
+    return groups
+
+
+def hall_figures(store: Any, profile: Profile, names: Names, hall_id: str, now: datetime) -> dict:
+    """Today's, this week's and this month's figures of ``hall_id`` as of ``now``, as plain JSON values."""
+    today = china_date(now)
+    starts = {p: d.isoformat() for p, d in period_starts(today).items()}
+    groups = count_span(store, profile, hall_id, starts, today)
+    _add_followups(store, hall_id, now, groups)
+    return _as_json(groups, profile, names, hall_id, now, starts)
+
+
+def _add_followups(store: Any, hall_id: str, now: datetime, groups: _Groups) -> None:
+    """Open and overdue follow-ups stand as of now, the same figure in every period."""
+    at = utc_text(now)
+    for window, clerk, contact_due, rectify_due, contacted, resolved in store.hall_open_followups(hall_id):
+        late = ((contact_due and contacted is None and at >= contact_due)
+                or (rectify_due and resolved is None and at >= rectify_due))
+        for counts in [*groups.hall.values(), *groups.windows[window].values(), *groups.clerks[clerk or "—"].values()]:
+            counts.open_followups += 1
+            counts.overdue_followups += 1 if late else 0
+
+
+def _as_json(groups: _Groups, profile: Profile, names: Names, hall_id: str, now: datetime,
+             starts: dict[str, str]) -> dict:
+    periods = {}
+    for p in PERIODS:
+        windows = [{"id": w, "name": names.window(hall_id, w), **counts[p].row(profile)}
+                   for w, counts in sorted(groups.windows.items())]
+        clerks = [{"id": c, **counts[p].row(profile)} for c, counts in sorted(groups.clerks.items())]
+        periods[p] = {"name": PERIOD_NAMES[p], "from": starts[p], "total": groups.hall[p].row(profile),
+                      "windows": windows, "clerks": clerks}
+    as_of = now.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
+    return {"hall": hall_id, "hall_name": names.hall(hall_id), "as_of": as_of, "periods": periods}
+
+
+class FigureHub:
+    """The newest figures per hall, refreshed by one poller per process when the store's marker moves."""
+
+    def __init__(self, store: Any, profile: Profile, names: Names, *,
+                 clock: Callable[[], datetime] | None = None, poll_s: float = POLL_S) -> None:
+        self.store, self.profile, self.names = store, profile, names
+        self.clock = clock or (lambda: datetime.now(CST))
+        self.poll_s = poll_s
+        self._lock = threading.Lock()  # one store connection, read from worker threads
+        self._cache: dict[str, tuple[tuple, str, dict]] = {}  # hall -> (marker, China day, figures)
+        self._listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)
+        self._poller: asyncio.Task | None = None
+
+    def figures(self, hall_id: str) -> dict:
+        """The hall's figures now: cached while its marker and the China day stand still."""
+        with self._lock:
+            now = self.clock()
+            marker = self.store.figure_marker(hall_id)
+            cached = self._cache.get(hall_id)
+            if cached and cached[0] == marker and cached[1] == china_date(now).isoformat():
+                return cached[2]
+            started = time.perf_counter()
+            figures = hall_figures(self.store, self.profile, self.names, hall_id, now)
+            log.debug("figures of %s computed in %.0f ms", hall_id, (time.perf_counter() - started) * 1000)
+            self._cache[hall_id] = (marker, china_date(now).isoformat(), figures)
+            return figures
+
+    def call(self, read: Callable[..., Any], *args: Any) -> Any:
+        """Run one store read under the hub's lock (the console's other figures share the connection)."""
+        with self._lock:
+            return read(*args)
+
+    def subscribe(self, hall_id: str) -> asyncio.Queue:
+        """A queue that receives the hall's figures whenever they change; starts the poller if needed."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=4)
+        self._listeners[hall_id].add(queue)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+        return queue
+
+    def unsubscribe(self, hall_id: str, queue: asyncio.Queue) -> None:
+        self._listeners[hall_id].discard(queue)
+
+    async def _poll(self) -> None:
+        last: dict[str, int] = {}
+        while any(self._listeners.values()):
+            for hall_id, queues in list(self._listeners.items()):
+                if not queues:
+                    continue
+                try:
+                    figures = await asyncio.to_thread(self.figures, hall_id)
+                except StoreError:  # a database that does not answer must not end the poller: logged, retried
+                    log.warning("figures of %s: the store did not answer; retrying", hall_id, exc_info=True)
+                    continue
+                if last.get(hall_id) != id(figures):
+                    last[hall_id] = id(figures)
+                    for queue in list(queues):
+                        if queue.full():
+                            queue.get_nowait()  # a slow client gets the newest, not a backlog
+                        queue.put_nowait(figures)
+            await asyncio.sleep(self.poll_s)

@@ -1,0 +1,164 @@
+"""Statistics, ``/stats``: the figures of ``hcp stats`` with charts in the browser, rankings, CSV and XLSX.
+
+The figures are :func:`hcp.collector.stats.compute`'s, for one hall (or every
+hall, for supervision) over China days [from, to], grouped by window, clerk,
+item, hall, day or month; the ranking is :func:`~hcp.collector.stats.ranking`'s.
+Charts are drawn by chart.js, served by the console itself. Exports carry
+Chinese headers and no personal data (no rating, case or rater ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date, timedelta
+from urllib.parse import quote
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hcp.collector import stats
+from hcp.collector.console.figures import TEMPLATES, Figures, _authorize, figures_of
+from hcp.domain import china_date
+
+BY_NAMES = {"window": "窗口", "clerk": "工作人员", "item": "事项", "hall": "大厅", "day": "日期", "month": "月份"}
+#: Export columns: (key, Chinese header). The group's own column comes first.
+COLUMNS = (("ratings", "评价数"), ("l5", "非常满意"), ("l4", "满意"), ("l3", "基本满意"), ("l2", "不满意"),
+           ("l1", "非常不满意"), ("good", "好评"), ("neutral", "中评"), ("bad", "差评"), ("good_rate", "好评率"),
+           ("neutral_rate", "中评率"), ("bad_rate", "差评率"), ("satisfaction", "满意度"), ("defaults", "默认评价"),
+           ("default_share", "默认评价占比"), ("excluded_invalid", "无效评价"), ("excluded_malicious", "恶意差评"),
+           ("excluded_listed", "恶意评价人"), ("completed", "办结件数"), ("rated", "参评件数"),
+           ("participation", "参评率"))
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the statistics page was asked for."""
+
+    hall: str | None
+    by: str
+    first: date
+    last: date
+
+
+def parse(request: Request, today: date) -> Query:
+    """The query from the page's parameters; a bad one is a 400 naming the parameter."""
+    params = request.query_params
+    by = params.get("by", "window")
+    if by not in BY_NAMES:
+        raise HTTPException(400, f"by: 应为 {', '.join(BY_NAMES)} 之一")
+    try:
+        last = date.fromisoformat(params["to"]) if params.get("to") else today
+        first = date.fromisoformat(params["from"]) if params.get("from") else last - timedelta(days=29)
+    except ValueError:
+        raise HTTPException(400, "from/to: 日期应为 YYYY-MM-DD") from None
+    if first > last:
+        raise HTTPException(400, "from: 起始日期晚于结束日期")
+    return Query(params.get("hall") or None, by, first, last)
+
+
+def figures_for(figures: Figures, query: Query) -> tuple[list[dict], list[dict]]:
+    """The rows (with a display ``name``) and the daily trend of ``query``, as ``hcp stats`` counts them."""
+    store, profile, names = figures.store, figures.profile, figures.names
+    rows = stats.compute(store, profile, ("hall", query.by) if query.by != "hall" else ("hall",),
+                         start=query.first, end=query.last)
+    trend = stats.compute(store, profile, ("hall", "day"), start=query.first, end=query.last)
+    if query.hall:
+        rows = [r for r in rows if r["hall"] == query.hall]
+        trend = [r for r in trend if r["hall"] == query.hall]
+    for row in rows:
+        row["name"] = _name(names, query.by, row)
+    return rows, _daily(profile, trend)
+
+
+def _name(names, by: str, row: dict) -> str:
+    if by == "hall":
+        return names.hall(row["hall"])
+    if by == "window":
+        hall, window = row["window"].split("/", 1)
+        return names.window(hall, window) + ("" if len(names.halls) < 2 else f"（{names.hall(hall)}）")
+    return str(row[by] if row[by] is not None else "—")
+
+
+def _daily(profile, rows: list[dict]) -> list[dict]:
+    """One row per day over the halls in ``rows``, recounted from their level counts."""
+    days: dict[str, dict] = {}
+    for row in rows:
+        levels = days.setdefault(row["day"], {s: 0 for s in range(1, 6)})
+        for s in range(1, 6):
+            levels[s] += row[f"l{s}"]
+    return [{"day": day, **stats.tally_row(profile, levels)} for day, levels in sorted(days.items())]
+
+
+async def stats_page(request: Request) -> Response:
+    figures = figures_of(request)
+    query = parse(request, china_date(figures.hub.clock()))
+    _authorize(request, query.hall)
+    if query.by == "hall" and query.hall:
+        query = Query(query.hall, "window", query.first, query.last)
+    rows, trend = await asyncio.to_thread(figures.hub.call, figures_for, figures, query)
+    halls = sorted(set(figures.hub.call(figures.store.rated_halls)) | set(figures.names.halls))
+    chart = {"labels": [r["name"] for r in rows], "satisfaction": [r["satisfaction"] for r in rows],
+             "good": [r["good"] for r in rows], "neutral": [r["neutral"] for r in rows],
+             "bad": [r["bad"] for r in rows],
+             "days": [r["day"] for r in trend], "day_satisfaction": [r["satisfaction"] for r in trend],
+             "day_bad": [r["bad"] for r in trend]}
+    return TEMPLATES.TemplateResponse(request, "figures/stats.html", {
+        "query": query, "rows": rows, "ranking": stats.ranking(rows)[:10], "chart": chart, "by_names": BY_NAMES,
+        "halls": [(h, figures.names.hall(h)) for h in halls], "export": request.url.query})
+
+
+def table(rows: list[dict], by: str) -> tuple[list[str], list[list]]:
+    """Chinese headers and cells of an export: the group's name, then :data:`COLUMNS`."""
+    headers = ["大厅", BY_NAMES[by]] if by != "hall" else ["大厅"]
+    headers += [title for _key, title in COLUMNS]
+    cells = [([r["hall"], r["name"]] if by != "hall" else [r["name"]]) + [r.get(key) for key, _ in COLUMNS]
+             for r in rows]
+    return headers, cells
+
+
+async def export(request: Request) -> Response:
+    figures = figures_of(request)
+    query = parse(request, china_date(figures.hub.clock()))
+    _authorize(request, query.hall)
+    rows, _trend = await asyncio.to_thread(figures.hub.call, figures_for, figures, query)
+    headers, cells = table(rows, query.by)
+    stem = f"好差评统计-{BY_NAMES[query.by]}-{query.first}-{query.last}"
+    if request.url.path.endswith(".csv"):
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(headers)
+        writer.writerows(cells)
+        body, media, suffix = ("\ufeff" + out.getvalue()).encode(), "text/csv; charset=utf-8", "csv"  # BOM: Excel
+    else:
+        body, media, suffix = _xlsx(headers, cells, query), \
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"
+    disposition = f"attachment; filename*=UTF-8''{quote(f'{stem}.{suffix}')}"
+    return Response(body, media_type=media, headers={"Content-Disposition": disposition})
+
+
+def _xlsx(headers: list[str], cells: list[list], query: Query) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = f"按{BY_NAMES[query.by]}"
+    sheet.append([f"统计期间 {query.first} 至 {query.last}（北京时间）"])
+    sheet.append(headers)
+    for cell in sheet[2]:
+        cell.font = Font(bold=True)
+    for row in cells:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def stats_routes() -> list[Route]:
+    """The statistics page and its exports (authenticated)."""
+    return [Route("/stats", stats_page), Route("/stats.csv", export), Route("/stats.xlsx", export)]

@@ -1,0 +1,177 @@
+"""The storage layer's reads for the console's figures: a hall's dashboard, the big screen, the disclosure.
+
+:class:`FiguresQueries` is a mixin of :class:`~hcp.collector.store.core.Store`.
+The counting rules are :mod:`hcp.collector.stats`'s (``hcp stats``): a rating
+counts when its current outcome is accepted; it is excluded when an exclusion
+names it or a case it rates belongs to a person on the malicious raters' list;
+a case is rated when an accepted service rating that is not a default rates it.
+Here the rows are grouped and counted in SQL, per hall and span, so a
+dashboard reads thousands of groups instead of a month of ratings; the figures
+(好评率, satisfaction, …) are computed from these counts by
+:func:`hcp.collector.stats.tally_row`, the definitions ``hcp stats`` uses.
+
+Every statement runs on SQLite and PostgreSQL as written, except the two
+fragments :func:`_first_case` and :func:`_case_elements` (a JSON column's
+elements), which take the engine's dialect. Times are compared as stored text
+(UTC RFC 3339) against bounds computed in Python; booleans are summed as
+``CASE WHEN``. Nothing here reads a contact, an applicant or a pseudonym beyond
+the malicious list's check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hcp.domain import Channel, Kind
+
+_DEFAULT = Channel.SYSTEM_DEFAULT.value
+_SERVICE = Kind.SERVICE.value
+
+
+def _dialect(conn: Any) -> str:
+    # An Engine names its dialect; before the storage layer's engine swap, the Store holds a sqlite3 connection.
+    return getattr(conn, "dialect", "sqlite")
+
+
+def _first_case(dialect: str) -> str:
+    """The first element of ``r.case_ids`` (stored JSON text), as ``hcp stats`` joins a rating's case."""
+    return "(r.case_ids::jsonb ->> 0)" if dialect == "postgresql" else "json_extract(r.case_ids, '$[0]')"
+
+
+def _case_elements(dialect: str) -> str:
+    """A table of ``r.case_ids``'s elements, one ``value`` column."""
+    if dialect == "postgresql":
+        return "jsonb_array_elements_text(r.case_ids::jsonb) AS j(value)"
+    return "json_each(r.case_ids) AS j"
+
+
+_OUTCOME = """COALESCE((SELECT d.outcome FROM rating_decisions d WHERE d.rating_id = r.rating_id
+                        ORDER BY d.id DESC LIMIT 1), r.ack_outcome)"""
+
+_LISTED_KEYS = """(SELECT m.rater_key FROM malicious_raters m WHERE m.action = 'add'
+                   AND m.id = (SELECT max(x.id) FROM malicious_raters x WHERE x.rater_key = m.rater_key))"""
+
+
+def _ratings_sql(dialect: str, listed: bool) -> str:
+    if listed:
+        flag = f"""CASE WHEN EXISTS (SELECT 1 FROM {_case_elements(dialect)} JOIN cases x ON x.case_id = j.value
+                                      WHERE x.applicant_key IN {_LISTED_KEYS})
+                          OR EXISTS (SELECT 1 FROM rating_links l JOIN cases x ON x.case_id = l.case_id
+                                     WHERE l.rating_id = r.rating_id AND x.applicant_key IN {_LISTED_KEYS})
+                        THEN 1 ELSE 0 END"""
+    else:
+        flag = "0"  # nobody is on the list: skip the per-rating check
+    return f"""
+SELECT g.day, g.window_id, g.clerk, g.score, g.is_default, g.excluded, g.listed, count(*)
+FROM (
+    SELECT r.day AS day, r.window_id AS window_id, COALESCE(c.clerk_id, r.clerk_id) AS clerk, r.score AS score,
+           CASE WHEN r.channel = '{_DEFAULT}' THEN 1 ELSE 0 END AS is_default, e.kind AS excluded, {flag} AS listed
+    FROM ratings r
+    LEFT JOIN cases c ON c.case_id = COALESCE({_first_case(dialect)},
+                                              (SELECT l.case_id FROM rating_links l WHERE l.rating_id = r.rating_id))
+    LEFT JOIN exclusions e ON e.rating_id = r.rating_id
+    WHERE r.hall_id = ? AND r.kind = '{_SERVICE}' AND r.day >= ? AND r.day <= ? AND {_OUTCOME} = 'accepted'
+) g
+GROUP BY g.day, g.window_id, g.clerk, g.score, g.is_default, g.excluded, g.listed
+"""
+
+
+# A case is rated when an accepted, non-default service rating claimed it: the claim of its case, or of
+# its batch when the profile rates a batch once, or a clerk-button rating linked to it.
+_CASES = f"""
+SELECT g.hour, g.window_id, g.clerk_id, g.rated, count(*)
+FROM (
+    SELECT substr(c.completed_at, 1, 13) AS hour, c.window_id AS window_id, c.clerk_id AS clerk_id,
+           CASE WHEN EXISTS (
+               SELECT 1 FROM rating_claims k JOIN ratings r ON r.rating_id = k.rating_id
+               WHERE (k.unit_key = 'case:' || c.case_id OR k.unit_key = 'batch:' || c.batch_id)
+                 AND r.kind = '{_SERVICE}' AND r.channel <> '{_DEFAULT}' AND {_OUTCOME} = 'accepted')
+             OR EXISTS (
+               SELECT 1 FROM rating_links l JOIN ratings r ON r.rating_id = l.rating_id
+               WHERE l.case_id = c.case_id AND {_OUTCOME} = 'accepted')
+           THEN 1 ELSE 0 END AS rated
+    FROM cases c
+    WHERE c.hall_id = ? AND c.completed_at >= ? AND c.completed_at < ? AND (c.intake = 'ok' OR ? = 1)
+) g
+GROUP BY g.hour, g.window_id, g.clerk_id, g.rated
+"""
+
+_FOLLOWUPS = """
+SELECT f.window_id, f.clerk_id, f.contact_due, f.rectify_due,
+       (SELECT min(e.at) FROM followup_events e WHERE e.followup_id = f.id AND e.action = 'contact'),
+       (SELECT min(e.at) FROM followup_events e WHERE e.followup_id = f.id AND e.action IN ('rectify', 'explain'))
+FROM followups f
+WHERE f.hall_id = ? AND NOT EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = f.id
+                                    AND e.action = 'close')
+"""
+
+_RECTIFICATION = """
+SELECT f.hall_id, f.window_id, count(*),
+       sum(CASE WHEN EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = f.id
+                             AND e.action IN ('rectify', 'explain')) THEN 1 ELSE 0 END)
+FROM followups f
+WHERE f.rated_at >= ? AND f.rated_at < ?
+GROUP BY f.hall_id, f.window_id
+"""
+
+_MARKER = """
+SELECT (SELECT max(received_at) FROM ratings WHERE hall_id = ?),
+       (SELECT max(completed_at) FROM cases WHERE hall_id = ?),
+       (SELECT max(id) FROM rating_decisions), (SELECT max(id) FROM exclusions),
+       (SELECT max(id) FROM malicious_raters), (SELECT max(id) FROM followups),
+       (SELECT max(id) FROM followup_events)
+"""
+
+_COMMENTS = f"""
+SELECT r.received_at, r.window_id, r.score, t.text
+FROM ratings r JOIN rating_texts t ON t.rating_id = r.rating_id
+WHERE r.hall_id = ? AND r.kind = '{_SERVICE}' AND {_OUTCOME} = 'accepted'
+  AND NOT EXISTS (SELECT 1 FROM exclusions e WHERE e.rating_id = r.rating_id)
+ORDER BY r.received_at DESC
+LIMIT ?
+"""
+
+
+class FiguresQueries:
+    """A hall's figures, counted in SQL by group, for the :class:`~hcp.collector.store.Store`."""
+
+    _conn: Any
+
+    def figure_marker(self, hall_id: str) -> tuple:
+        """A value that changes whenever a figure of ``hall_id`` may have: newest rating and case, lifecycle ids."""
+        return tuple(self._conn.execute(_MARKER, (hall_id, hall_id)).fetchone())
+
+    def malicious_listed(self) -> bool:
+        """Whether anybody is on the malicious raters' list now."""
+        return self._conn.execute(f"SELECT count(*) FROM {_LISTED_KEYS} k", ()).fetchone()[0] > 0
+
+    def figure_ratings(self, hall_id: str, first_day: str, last_day: str) -> list[tuple]:
+        """Accepted service ratings of ``hall_id`` on China days [first_day, last_day], grouped:
+        ``(day, window, clerk, score, is_default, exclusion kind or None, listed, count)``."""
+        sql = _ratings_sql(_dialect(self._conn), self.malicious_listed())
+        return self._conn.execute(sql, (hall_id, first_day, last_day)).fetchall()
+
+    def figure_cases(self, hall_id: str, start: str, end: str, failed_intake_ratable: bool) -> list[tuple]:
+        """Ratable cases of ``hall_id`` completed in [start, end) (stored UTC text), grouped:
+        ``(UTC hour 'YYYY-MM-DDTHH', window, clerk, rated, count)``."""
+        return self._conn.execute(_CASES, (hall_id, start, end, int(failed_intake_ratable))).fetchall()
+
+    def hall_open_followups(self, hall_id: str) -> list[tuple]:
+        """Follow-ups of ``hall_id`` not closed: ``(window, clerk, contact_due, rectify_due, contacted_at,
+        resolved_at)``, for counting the open and the overdue."""
+        return self._conn.execute(_FOLLOWUPS, (hall_id,)).fetchall()
+
+    def rectification(self, start: str, end: str) -> list[tuple]:
+        """差评 follow-ups whose rating was given in [start, end), per hall and window:
+        ``(hall, window, opened, rectified or explained)``."""
+        return self._conn.execute(_RECTIFICATION, (start, end)).fetchall()
+
+    def recent_comments(self, hall_id: str, limit: int) -> list[tuple]:
+        """The newest written comments of counted service ratings at ``hall_id``:
+        ``(received_at, window, score, text)``; no rating id, case or person."""
+        return self._conn.execute(_COMMENTS, (hall_id, limit)).fetchall()
+
+    def rated_halls(self) -> list[str]:
+        """The halls with a registered terminal, in order."""
+        rows = self._conn.execute("SELECT DISTINCT hall_id FROM devices ORDER BY hall_id", ()).fetchall()
+        return [hall for (hall,) in rows]
