@@ -119,3 +119,14 @@ def figures_app(store: Store, user: Reader | None = None, **options):
 
     signed_in.state = app.state
     return signed_in
+
+
+if __name__ == "__main__":  # python -m tests.figures_support FOLDER PORT: serve a store in another process
+    import sys
+
+    from hcp.collector.web import WebServer
+
+    served = open_store(Path(sys.argv[1]))
+    server = WebServer(figures_app(served, None, clock=lambda: NOW, poll_s=0.2), "127.0.0.1", int(sys.argv[2]))
+    server.start()
+    server._thread.join()

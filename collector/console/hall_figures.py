@@ -168,7 +168,7 @@ class FigureHub:
         """The hall's figures now: cached while its marker and the China day stand still."""
         with self._lock:
             now = self.clock()
-            marker = self.store.figure_marker(hall_id)
+            marker = self.store.figure_marker(hall_id, china_date(now).isoformat())
             cached = self._cache.get(hall_id)
             if cached and cached[0] == marker and cached[1] == china_date(now).isoformat():
                 return cached[2]
@@ -186,6 +186,9 @@ class FigureHub:
     def subscribe(self, hall_id: str) -> asyncio.Queue:
         """A queue that receives the hall's figures whenever they change; starts the poller if needed."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=4)
+        cached = self._cache.get(hall_id)
+        if cached:  # a new screen hears at once what the others already have
+            queue.put_nowait(cached[2])
         self._listeners[hall_id].add(queue)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll())

@@ -71,16 +71,16 @@ def figures_for(figures: Figures, query: Query) -> tuple[list[dict], list[dict]]
         rows = [r for r in rows if r["hall"] == query.hall]
         trend = [r for r in trend if r["hall"] == query.hall]
     for row in rows:
-        row["name"] = _name(names, query.by, row)
+        row["name"] = _name(names, query.by, row, several=query.hall is None and len(names.halls) > 1)
     return rows, _daily(profile, trend)
 
 
-def _name(names, by: str, row: dict) -> str:
+def _name(names, by: str, row: dict, *, several: bool) -> str:
     if by == "hall":
         return names.hall(row["hall"])
     if by == "window":
         hall, window = row["window"].split("/", 1)
-        return names.window(hall, window) + ("" if len(names.halls) < 2 else f"（{names.hall(hall)}）")
+        return names.window(hall, window) + (f"（{names.hall(hall)}）" if several else "")
     return str(row[by] if row[by] is not None else "—")
 
 

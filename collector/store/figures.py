@@ -96,14 +96,19 @@ FROM (
 GROUP BY g.hour, g.window_id, g.clerk_id, g.rated
 """
 
-_FOLLOWUPS = """
-SELECT f.window_id, f.clerk_id, f.contact_due, f.rectify_due,
+def _followups_sql(dialect: str) -> str:
+    # The clerk as the figures count ratings: the rated case's, else the rating's own.
+    return f"""
+SELECT f.window_id, COALESCE(c.clerk_id, f.clerk_id), f.contact_due, f.rectify_due,
        (SELECT min(e.at) FROM followup_events e WHERE e.followup_id = f.id AND e.action = 'contact'),
        (SELECT min(e.at) FROM followup_events e WHERE e.followup_id = f.id AND e.action IN ('rectify', 'explain'))
-FROM followups f
+FROM followups f JOIN ratings r ON r.rating_id = f.rating_id
+LEFT JOIN cases c ON c.case_id = COALESCE({_first_case(dialect)},
+                                          (SELECT l.case_id FROM rating_links l WHERE l.rating_id = r.rating_id))
 WHERE f.hall_id = ? AND NOT EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = f.id
                                     AND e.action = 'close')
 """
+
 
 _RECTIFICATION = """
 SELECT f.hall_id, f.window_id, count(*),
@@ -116,6 +121,7 @@ GROUP BY f.hall_id, f.window_id
 
 _MARKER = """
 SELECT (SELECT max(received_at) FROM ratings WHERE hall_id = ?),
+       (SELECT count(*) FROM ratings WHERE hall_id = ? AND kind = 'service' AND day = ?),
        (SELECT max(completed_at) FROM cases WHERE hall_id = ?),
        (SELECT max(id) FROM rating_decisions), (SELECT max(id) FROM exclusions),
        (SELECT max(id) FROM malicious_raters), (SELECT max(id) FROM followups),
@@ -137,9 +143,10 @@ class FiguresQueries:
 
     _conn: Any
 
-    def figure_marker(self, hall_id: str) -> tuple:
-        """A value that changes whenever a figure of ``hall_id`` may have: newest rating and case, lifecycle ids."""
-        return tuple(self._conn.execute(_MARKER, (hall_id, hall_id)).fetchone())
+    def figure_marker(self, hall_id: str, today: str) -> tuple:
+        """A value that changes whenever a figure of ``hall_id`` may have: its newest rating, today's count
+        (two messages may carry one receipt time), its newest case, the lifecycle records' newest ids."""
+        return tuple(self._conn.execute(_MARKER, (hall_id, hall_id, today, hall_id)).fetchone())
 
     def malicious_listed(self) -> bool:
         """Whether anybody is on the malicious raters' list now."""
@@ -159,7 +166,7 @@ class FiguresQueries:
     def hall_open_followups(self, hall_id: str) -> list[tuple]:
         """Follow-ups of ``hall_id`` not closed: ``(window, clerk, contact_due, rectify_due, contacted_at,
         resolved_at)``, for counting the open and the overdue."""
-        return self._conn.execute(_FOLLOWUPS, (hall_id,)).fetchall()
+        return self._conn.execute(_followups_sql(_dialect(self._conn)), (hall_id,)).fetchall()
 
     def rectification(self, start: str, end: str) -> list[tuple]:
         """差评 follow-ups whose rating was given in [start, end), per hall and window:
