@@ -81,8 +81,8 @@ def build(path: Path, ratings: int, days: int) -> None:
     print(file=sys.stderr)
 
 
-def _rating(n: int, total: int, days: int, today: date, rng: random.Random) -> dict:
-    day = today - timedelta(days=days - 1 - n * days // total)
+def _rating(n: int, total: int, days: int, today: date, rng: random.Random, *, on: date | None = None) -> dict:
+    day = on or today - timedelta(days=days - 1 - n * days // total)
     at = datetime(day.year, day.month, day.day, 9, tzinfo=CST) + timedelta(seconds=rng.randrange(8 * 3600))
     window = WINDOWS[n % len(WINDOWS)]
     clerk = f"E{(n % 36) + 1:03d}"
@@ -104,7 +104,8 @@ def _rating(n: int, total: int, days: int, today: date, rng: random.Random) -> d
 def one_more(path: Path, n: int) -> None:
     """One more rating of today, as another process (the collector) writes it."""
     conn = sqlite3.connect(path)
-    row = _rating(n, 1, 1, datetime.now(CST).date(), random.Random(n))
+    today = datetime.now(CST).date()
+    row = _rating(n, 1, 1, today, random.Random(n), on=today)
     stamp = datetime.now(UTC).isoformat(timespec="microseconds")
     case_row = (*row["case"][:6], stamp, stamp)
     rating = (*row["rating"][:6], stamp, stamp, *row["rating"][8:])
