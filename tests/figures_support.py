@@ -40,14 +40,16 @@ def case(case_id: str, hall: str, window: str, clerk: str, completed: datetime, 
                       applicant_id=applicant, completed_at=completed)
 
 
-def rate(store: Store, hall: str, window: str, case_id: str, score: int, at: datetime) -> str:
-    """A window terminal's rating of ``case_id`` through the store's ingest (the MQTT path); its rating id."""
+def rate(store: Store, hall: str, window: str, case_id: str, score: int, at: datetime,
+         received: datetime | None = None) -> str:
+    """A window terminal's rating of ``case_id`` through the store's ingest (the MQTT path), given at ``at``
+    and received at ``received`` (default: at once); its rating id."""
     device = f"{hall}-{window}"
     if store.device(device) is None:
         store.register_device(device, hall, window)
     rating = Rating(rating_id=str(uuid.uuid4()), seq=1, kind="service", case_ids=[case_id], score=score,
                     rated_at=at, clock_synced=True, reasons=["服务态度"] if score <= 2 else [])
-    [answer] = store.ingest(device, RatingMessage(v=1, device_id=device, ratings=[rating]), at)
+    [answer] = store.ingest(device, RatingMessage(v=1, device_id=device, ratings=[rating]), received or at)
     assert answer.outcome == "accepted", answer
     return rating.rating_id
 

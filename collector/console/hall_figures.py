@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from hcp.collector.console.hall_counter import HallCounter
 from hcp.collector.exc import StoreError
 from hcp.collector.stats import tally_row
 from hcp.config.policy import Profile
@@ -60,11 +61,6 @@ def period_starts(today: date) -> dict[str, date]:
     return {"today": today, "week": today - timedelta(days=today.weekday()), "month": today.replace(day=1)}
 
 
-def day_start_utc(day: date) -> str:
-    """The stored-text instant at which a China day starts."""
-    return utc_text(datetime(day.year, day.month, day.day, tzinfo=CST))
-
-
 @dataclass(frozen=True)
 class Names:
     """Display names from the config's ``[web]`` section: hall id, and "hall/window", to a name."""
@@ -96,46 +92,50 @@ class _Groups:
 
 def count_span(store: Any, profile: Profile, hall_id: str, starts: dict[str, str], last: date) -> _Groups:
     """The counts of ``hall_id`` for periods starting on ``starts`` (ISO days) and ending on ``last``."""
-    groups = _Groups(starts)
-    first = date.fromisoformat(min(starts.values()))
-    for day, window, clerk, score, is_default, excluded, listed, count in store.figure_ratings(
-            hall_id, first.isoformat(), last.isoformat()):
-        for counts in groups.each(day, window, clerk):
-            if excluded or listed:
-                counts.excluded[excluded or "listed"] += count
-            else:
-                counts.levels[score] += count
-                counts.defaults += count if is_default else 0
-    days: dict[str, str] = {}
-    for hour, window, clerk, rated, count in store.figure_cases(hall_id, day_start_utc(first),
-                                                                 day_start_utc(last + timedelta(days=1)),
-                                                                 profile.failed_intake_ratable):
-        if hour not in days:  # the China day of a UTC hour: CST is a whole eight hours ahead
-            days[hour] = (datetime.fromisoformat(hour + ":00:00+00:00") + timedelta(hours=8)).date().isoformat()
-        for counts in groups.each(days[hour], window, clerk):
-            counts.completed += count
-            counts.rated += count if rated else 0
+    counter = HallCounter(hall_id)
+    counter.count(store, profile.failed_intake_ratable, date.fromisoformat(min(starts.values())), last)
+    return _groups(counter, starts)
+
+
+def _groups(counter: HallCounter, starts: dict[str, str]) -> _Groups:
+    groups, first = _Groups(starts), min(starts.values())
+    for day, rows in counter.ratings.items():
+        if day < first:
+            continue
+        for window, clerk, score, is_default, excluded, listed, count in rows:
+            for counts in groups.each(day, window, clerk):
+                if excluded or listed:
+                    counts.excluded[excluded or "listed"] += count
+                else:
+                    counts.levels[score] += count
+                    counts.defaults += count if is_default else 0
+    for day, rows in counter.cases.items():
+        if day < first:
+            continue
+        for window, clerk, rated, count in rows:
+            for counts in groups.each(day, window, clerk):
+                counts.completed += count
+                counts.rated += count if rated else 0
     return groups
 
 
-def hall_figures(store: Any, profile: Profile, names: Names, hall_id: str, now: datetime) -> dict:
-    """Today's, this week's and this month's figures of ``hall_id`` as of ``now``, as plain JSON values."""
+def hall_figures(store: Any, profile: Profile, names: Names, hall_id: str, now: datetime,
+                 counter: HallCounter | None = None) -> dict:
+    """Today's, this week's and this month's figures of ``hall_id`` as of ``now``, as plain JSON values.
+
+    ``counter`` keeps the hall's rows between calls (:class:`FigureHub`'s); without one, all are read.
+    """
     today = china_date(now)
     starts = {p: d.isoformat() for p, d in period_starts(today).items()}
-    groups = count_span(store, profile, hall_id, starts, today)
-    _add_followups(store, hall_id, now, groups)
+    counter = counter or HallCounter(hall_id)
+    counter.refresh(store, profile.failed_intake_ratable, store.figure_marker(hall_id, today.isoformat()),
+                    date.fromisoformat(min(starts.values())), today)
+    groups = _groups(counter, starts)
+    for (window, clerk), (opened, overdue) in counter.open_followups(utc_text(now)).items():
+        for counts in [*groups.hall.values(), *groups.windows[window].values(), *groups.clerks[clerk].values()]:
+            counts.open_followups += opened
+            counts.overdue_followups += overdue
     return _as_json(groups, profile, names, hall_id, now, starts)
-
-
-def _add_followups(store: Any, hall_id: str, now: datetime, groups: _Groups) -> None:
-    """Open and overdue follow-ups stand as of now, the same figure in every period."""
-    at = utc_text(now)
-    for window, clerk, contact_due, rectify_due, contacted, resolved in store.hall_open_followups(hall_id):
-        late = ((contact_due and contacted is None and at >= contact_due)
-                or (rectify_due and resolved is None and at >= rectify_due))
-        for counts in [*groups.hall.values(), *groups.windows[window].values(), *groups.clerks[clerk or "—"].values()]:
-            counts.open_followups += 1
-            counts.overdue_followups += 1 if late else 0
 
 
 def _as_json(groups: _Groups, profile: Profile, names: Names, hall_id: str, now: datetime,
@@ -160,22 +160,25 @@ class FigureHub:
         self.clock = clock or (lambda: datetime.now(CST))
         self.poll_s = poll_s
         self._lock = threading.Lock()  # one store connection, read from worker threads
-        self._cache: dict[str, tuple[tuple, str, dict]] = {}  # hall -> (marker, China day, figures)
+        self._cache: dict[str, tuple[tuple, dict]] = {}  # hall -> ((marker, minute), figures)
+        self._counters: dict[str, HallCounter] = {}
         self._listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)
         self._poller: asyncio.Task | None = None
 
     def figures(self, hall_id: str) -> dict:
-        """The hall's figures now: cached while its marker and the China day stand still."""
+        """The hall's figures now: kept while its marker and the minute stand still (a deadline passes
+        without a record, so overdue follow-ups are counted again each minute)."""
         with self._lock:
             now = self.clock()
-            marker = self.store.figure_marker(hall_id, china_date(now).isoformat())
+            key = (self.store.figure_marker(hall_id, china_date(now).isoformat()), now.strftime("%Y%m%d%H%M"))
             cached = self._cache.get(hall_id)
-            if cached and cached[0] == marker and cached[1] == china_date(now).isoformat():
-                return cached[2]
+            if cached and cached[0] == key:
+                return cached[1]
             started = time.perf_counter()
-            figures = hall_figures(self.store, self.profile, self.names, hall_id, now)
-            log.debug("figures of %s computed in %.0f ms", hall_id, (time.perf_counter() - started) * 1000)
-            self._cache[hall_id] = (marker, china_date(now).isoformat(), figures)
+            counter = self._counters.setdefault(hall_id, HallCounter(hall_id))
+            figures = hall_figures(self.store, self.profile, self.names, hall_id, now, counter)
+            log.debug("figures of %s counted in %.0f ms", hall_id, (time.perf_counter() - started) * 1000)
+            self._cache[hall_id] = (key, figures)
             return figures
 
     def call(self, read: Callable[..., Any], *args: Any) -> Any:
@@ -188,7 +191,7 @@ class FigureHub:
         queue: asyncio.Queue = asyncio.Queue(maxsize=4)
         cached = self._cache.get(hall_id)
         if cached:  # a new screen hears at once what the others already have
-            queue.put_nowait(cached[2])
+            queue.put_nowait(cached[1])
         self._listeners[hall_id].add(queue)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll())

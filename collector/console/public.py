@@ -17,7 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hcp.collector.console.figures import TEMPLATES, Figures, figures_of
-from hcp.collector.console.hall_figures import count_span, day_start_utc
+from hcp.collector.console.hall_counter import day_start_utc
+from hcp.collector.console.hall_figures import count_span
 from hcp.domain import CST, china_date
 
 #: Seconds a month's figures are served from memory.

@@ -96,17 +96,39 @@ FROM (
 GROUP BY g.hour, g.window_id, g.clerk_id, g.rated
 """
 
-def _followups_sql(dialect: str) -> str:
+def _followups_sql(dialect: str, where: str) -> str:
     # The clerk as the figures count ratings: the rated case's, else the rating's own.
     return f"""
-SELECT f.window_id, COALESCE(c.clerk_id, f.clerk_id), f.contact_due, f.rectify_due,
+SELECT f.id, f.window_id, COALESCE(c.clerk_id, f.clerk_id), f.contact_due, f.rectify_due,
        (SELECT min(e.at) FROM followup_events e WHERE e.followup_id = f.id AND e.action = 'contact'),
-       (SELECT min(e.at) FROM followup_events e WHERE e.followup_id = f.id AND e.action IN ('rectify', 'explain'))
+       (SELECT min(e.at) FROM followup_events e WHERE e.followup_id = f.id AND e.action IN ('rectify', 'explain')),
+       CASE WHEN EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = f.id AND e.action = 'close')
+            THEN 1 ELSE 0 END
 FROM followups f JOIN ratings r ON r.rating_id = f.rating_id
 LEFT JOIN cases c ON c.case_id = COALESCE({_first_case(dialect)},
                                           (SELECT l.case_id FROM rating_links l WHERE l.rating_id = r.rating_id))
-WHERE f.hall_id = ? AND NOT EXISTS (SELECT 1 FROM followup_events e WHERE e.followup_id = f.id
-                                    AND e.action = 'close')
+WHERE {where}
+"""
+
+
+def _touched_hours_sql(dialect: str) -> str:
+    # The completion hours of new cases, and of the cases new ratings rate (their "rated" may have changed).
+    return f"""
+SELECT DISTINCT substr(completed_at, 1, 13) FROM cases WHERE hall_id = ? AND received_at > ?
+UNION
+SELECT DISTINCT substr(c.completed_at, 1, 13) FROM ratings r
+JOIN cases c ON c.case_id = COALESCE({_first_case(dialect)},
+                                     (SELECT l.case_id FROM rating_links l WHERE l.rating_id = r.rating_id))
+WHERE r.hall_id = ? AND r.received_at > ?
+"""
+
+
+def _spread_sql(dialect: str) -> str:
+    # New ratings of several cases, or of a case in a batch, rate cases the touched hours may not name.
+    return f"""
+SELECT count(*) FROM ratings r
+LEFT JOIN cases c ON c.case_id = {_first_case(dialect)}
+WHERE r.hall_id = ? AND r.received_at > ? AND (r.case_ids LIKE '%,%' OR c.batch_id IS NOT NULL)
 """
 
 
@@ -122,10 +144,10 @@ GROUP BY f.hall_id, f.window_id
 _MARKER = """
 SELECT (SELECT max(received_at) FROM ratings WHERE hall_id = ?),
        (SELECT count(*) FROM ratings WHERE hall_id = ? AND kind = 'service' AND day = ?),
-       (SELECT max(completed_at) FROM cases WHERE hall_id = ?),
+       (SELECT max(received_at) FROM cases WHERE hall_id = ?),
+       (SELECT max(id) FROM followups), (SELECT max(id) FROM followup_events),
        (SELECT max(id) FROM rating_decisions), (SELECT max(id) FROM exclusions),
-       (SELECT max(id) FROM malicious_raters), (SELECT max(id) FROM followups),
-       (SELECT max(id) FROM followup_events)
+       (SELECT max(id) FROM malicious_raters), (SELECT max(linked_at) FROM rating_links)
 """
 
 _COMMENTS = f"""
@@ -144,9 +166,22 @@ class FiguresQueries:
     _conn: Any
 
     def figure_marker(self, hall_id: str, today: str) -> tuple:
-        """A value that changes whenever a figure of ``hall_id`` may have: its newest rating, today's count
-        (two messages may carry one receipt time), its newest case, the lifecycle records' newest ids."""
+        """What changes whenever a figure of ``hall_id`` may have: ``(newest rating's receipt, today's count
+        (two messages may carry one receipt time), newest case's receipt, newest follow-up id, newest
+        follow-up event id, *the lifecycle's newest records: decision, exclusion, list entry, link)``."""
         return tuple(self._conn.execute(_MARKER, (hall_id, hall_id, today, hall_id)).fetchone())
+
+    def touched_days(self, hall_id: str, since: str) -> tuple[list[str], list[str], bool]:
+        """What ratings and cases of ``hall_id`` received after ``since`` change: the China days of their
+        ratings, the UTC completion hours of their cases, and whether they rate cases beyond those
+        (several cases, a batch), when only a full recount is safe."""
+        dialect = _dialect(self._conn)
+        days = [day for (day,) in self._conn.execute(
+            "SELECT DISTINCT day FROM ratings WHERE hall_id = ? AND received_at > ?", (hall_id, since)).fetchall()]
+        hours = [hour for (hour,) in self._conn.execute(_touched_hours_sql(dialect),
+                                                        (hall_id, since, hall_id, since)).fetchall()]
+        spread = self._conn.execute(_spread_sql(dialect), (hall_id, since)).fetchone()[0] > 0
+        return days, hours, spread
 
     def malicious_listed(self) -> bool:
         """Whether anybody is on the malicious raters' list now."""
@@ -163,10 +198,21 @@ class FiguresQueries:
         ``(UTC hour 'YYYY-MM-DDTHH', window, clerk, rated, count)``."""
         return self._conn.execute(_CASES, (hall_id, start, end, int(failed_intake_ratable))).fetchall()
 
-    def hall_open_followups(self, hall_id: str) -> list[tuple]:
-        """Follow-ups of ``hall_id`` not closed: ``(window, clerk, contact_due, rectify_due, contacted_at,
-        resolved_at)``, for counting the open and the overdue."""
-        return self._conn.execute(_followups_sql(_dialect(self._conn)), (hall_id,)).fetchall()
+    def hall_followups(self, hall_id: str, after_id: int) -> list[tuple]:
+        """Follow-ups of ``hall_id`` numbered after ``after_id``: ``(id, window, clerk, contact_due,
+        rectify_due, contacted_at, resolved_at, closed)``, for counting the open and the overdue."""
+        sql = _followups_sql(_dialect(self._conn), "f.hall_id = ? AND f.id > ?")
+        return self._conn.execute(sql, (hall_id, after_id)).fetchall()
+
+    def followup_rows(self, followup_ids: list[int]) -> list[tuple]:
+        """The rows :meth:`hall_followups` gives, of the follow-ups ``followup_ids``."""
+        sql = _followups_sql(_dialect(self._conn), "f.id = ?")
+        return [row for number in followup_ids for row in self._conn.execute(sql, (number,)).fetchall()]
+
+    def stepped_followups(self, after_event: int) -> list[int]:
+        """The follow-ups with an event numbered after ``after_event``."""
+        return [number for (number,) in self._conn.execute(
+            "SELECT DISTINCT followup_id FROM followup_events WHERE id > ?", (after_event,)).fetchall()]
 
     def rectification(self, start: str, end: str) -> list[tuple]:
         """差评 follow-ups whose rating was given in [start, end), per hall and window:

@@ -16,7 +16,9 @@ from hcp.db import run_script
 SQL = """
 CREATE INDEX ratings_by_hall_day ON ratings (hall_id, kind, day);
 CREATE INDEX ratings_by_hall_received ON ratings (hall_id, received_at);
-CREATE INDEX cases_by_hall_completion ON cases (hall_id, completed_at)
+CREATE INDEX cases_by_hall_completion ON cases (hall_id, completed_at);
+CREATE INDEX cases_by_hall_receipt ON cases (hall_id, received_at);
+CREATE INDEX rating_links_by_time ON rating_links (linked_at)
 """
 
 
