@@ -44,3 +44,17 @@ def test_kept_counts_equal_a_full_count_after_each_change(tmp_path):
     overdue = same()["periods"]["today"]["total"]["overdue_followups"]
     assert overdue > first["periods"]["today"]["total"]["overdue_followups"]
     store.close()
+
+
+def test_statistics_page_rows_equal_hcp_stats_for_every_dimension(tmp_path):
+    from hcp.collector.console.stats_page import BY_NAMES, grouped
+    from hcp.collector.stats import compute
+
+    store = open_store(tmp_path)
+    build(store)
+    first, last = (NOW - timedelta(days=20)).date(), NOW.date()
+    for by in BY_NAMES:
+        dims = ("hall",) if by == "hall" else ("hall", by)
+        mine, _trend = grouped(store, store.profile, ["hall01", "hall02"], first, last, by)
+        assert mine == compute(store, store.profile, dims, start=first, end=last), by
+    store.close()

@@ -43,8 +43,8 @@ class HallCounter:
 
     def __init__(self, hall_id: str) -> None:
         self.hall_id = hall_id
-        self.ratings: dict[str, list[tuple]] = {}  # day -> (window, clerk, score, is_default, excluded, listed, n)
-        self.cases: dict[str, list[tuple]] = {}  # day -> (window, clerk, rated, n)
+        self.ratings: dict[str, list[tuple]] = {}  # day -> (window, clerk, item, score, default, excluded, listed, n)
+        self.cases: dict[str, list[tuple]] = {}  # day -> (window, clerk, item, rated, n)
         self.followups: dict[int, tuple] = {}  # open: id -> (window, clerk, next deadline or _NEVER)
         self._dues: dict[tuple, list[str]] = {}  # (window, clerk) -> sorted next deadlines of the open ones
         self._span: tuple[str, str] | None = None

@@ -102,7 +102,7 @@ def _groups(counter: HallCounter, starts: dict[str, str]) -> _Groups:
     for day, rows in counter.ratings.items():
         if day < first:
             continue
-        for window, clerk, score, is_default, excluded, listed, count in rows:
+        for window, clerk, _item, score, is_default, excluded, listed, count in rows:
             for counts in groups.each(day, window, clerk):
                 if excluded or listed:
                     counts.excluded[excluded or "listed"] += count
@@ -112,7 +112,7 @@ def _groups(counter: HallCounter, starts: dict[str, str]) -> _Groups:
     for day, rows in counter.cases.items():
         if day < first:
             continue
-        for window, clerk, rated, count in rows:
+        for window, clerk, _item, rated, count in rows:
             for counts in groups.each(day, window, clerk):
                 counts.completed += count
                 counts.rated += count if rated else 0

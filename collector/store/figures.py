@@ -62,9 +62,10 @@ def _ratings_sql(dialect: str, listed: bool) -> str:
     else:
         flag = "0"  # nobody is on the list: skip the per-rating check
     return f"""
-SELECT g.day, g.window_id, g.clerk, g.score, g.is_default, g.excluded, g.listed, count(*)
+SELECT g.day, g.window_id, g.clerk, g.item, g.score, g.is_default, g.excluded, g.listed, count(*)
 FROM (
-    SELECT r.day AS day, r.window_id AS window_id, COALESCE(c.clerk_id, r.clerk_id) AS clerk, r.score AS score,
+    SELECT r.day AS day, r.window_id AS window_id, COALESCE(c.clerk_id, r.clerk_id) AS clerk,
+           COALESCE(c.item_code, r.item_code) AS item, r.score AS score,
            CASE WHEN r.channel = '{_DEFAULT}' THEN 1 ELSE 0 END AS is_default, e.kind AS excluded, {flag} AS listed
     FROM ratings r
     LEFT JOIN cases c ON c.case_id = COALESCE({_first_case(dialect)},
@@ -72,16 +73,17 @@ FROM (
     LEFT JOIN exclusions e ON e.rating_id = r.rating_id
     WHERE r.hall_id = ? AND r.kind = '{_SERVICE}' AND r.day >= ? AND r.day <= ? AND {_OUTCOME} = 'accepted'
 ) g
-GROUP BY g.day, g.window_id, g.clerk, g.score, g.is_default, g.excluded, g.listed
+GROUP BY g.day, g.window_id, g.clerk, g.item, g.score, g.is_default, g.excluded, g.listed
 """
 
 
 # A case is rated when an accepted, non-default service rating claimed it: the claim of its case, or of
 # its batch when the profile rates a batch once, or a clerk-button rating linked to it.
 _CASES = f"""
-SELECT g.hour, g.window_id, g.clerk_id, g.rated, count(*)
+SELECT g.hour, g.window_id, g.clerk_id, g.item_code, g.rated, count(*)
 FROM (
     SELECT substr(c.completed_at, 1, 13) AS hour, c.window_id AS window_id, c.clerk_id AS clerk_id,
+           c.item_code AS item_code,
            CASE WHEN EXISTS (
                SELECT 1 FROM rating_claims k JOIN ratings r ON r.rating_id = k.rating_id
                WHERE (k.unit_key = 'case:' || c.case_id OR k.unit_key = 'batch:' || c.batch_id)
@@ -93,7 +95,7 @@ FROM (
     FROM cases c
     WHERE c.hall_id = ? AND c.completed_at >= ? AND c.completed_at < ? AND (c.intake = 'ok' OR ? = 1)
 ) g
-GROUP BY g.hour, g.window_id, g.clerk_id, g.rated
+GROUP BY g.hour, g.window_id, g.clerk_id, g.item_code, g.rated
 """
 
 def _followups_sql(dialect: str, where: str) -> str:
@@ -189,13 +191,13 @@ class FiguresQueries:
 
     def figure_ratings(self, hall_id: str, first_day: str, last_day: str) -> list[tuple]:
         """Accepted service ratings of ``hall_id`` on China days [first_day, last_day], grouped:
-        ``(day, window, clerk, score, is_default, exclusion kind or None, listed, count)``."""
+        ``(day, window, clerk, item, score, is_default, exclusion kind or None, listed, count)``."""
         sql = _ratings_sql(_dialect(self._conn), self.malicious_listed())
         return self._conn.execute(sql, (hall_id, first_day, last_day)).fetchall()
 
     def figure_cases(self, hall_id: str, start: str, end: str, failed_intake_ratable: bool) -> list[tuple]:
         """Ratable cases of ``hall_id`` completed in [start, end) (stored UTC text), grouped:
-        ``(UTC hour 'YYYY-MM-DDTHH', window, clerk, rated, count)``."""
+        ``(UTC hour 'YYYY-MM-DDTHH', window, clerk, item, rated, count)``."""
         return self._conn.execute(_CASES, (hall_id, start, end, int(failed_intake_ratable))).fetchall()
 
     def hall_followups(self, hall_id: str, after_id: int) -> list[tuple]:
