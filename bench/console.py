@@ -18,7 +18,9 @@ with uvicorn and times
   since the last request (the change marker is read, nothing recounted);
 * ``dashboard (new rating each time)``: a rating arrives before every request,
   so each one counts today again (the kept days stand);
-* ``figures JSON (new rating each time)``: the same, the live update's body.
+* ``figures JSON (new rating each time)``: the same, the live update's body;
+* ``statistics page``: ``/stats`` for the month by window and by clerk (counted
+  afresh on each request, charts' data included).
 
 The 差评 queue belongs to the console's core (another branch); its timing is
 added once the two are joined. The rows bypass the hash chain's sealer (a
@@ -170,7 +172,7 @@ def main() -> int:
     last = end_day()
     clock = datetime(last.year, last.month, last.day, 16, tzinfo=CST)
     app = figures_app(store, Reader("supervisor"), clock=lambda: clock)
-    counter = iter(range(10**9, 2 * 10**9))
+    counter = iter(range(int(time.time() * 1000), 10**14))  # case ids unused by earlier runs on a kept database
     print(f"# console figures, one hall of {args.ratings:,} ratings over {args.days} days; {machine()}")
     print("| request | p50 ms | p95 ms |")
     print("|---|---:|---:|")
@@ -185,6 +187,10 @@ def main() -> int:
         for name, url, before in runs:
             samples = timed(url, args.requests, before)
             print(f"| {name} | {p(samples, 0.5):.0f} | {p(samples, 0.95):.0f} |")
+        month = f"from={last.replace(day=1)}&to={last}"
+        for by in ("window", "clerk"):
+            samples = timed(f"{base}/stats?hall={HALL}&by={by}&{month}", 5)
+            print(f"| statistics page, by {by}, the whole month | {p(samples, 0.5):.0f} | {p(samples, 0.95):.0f} |")
     store.close()
     print(json.dumps({"database": str(path)}), file=sys.stderr)
     return 0

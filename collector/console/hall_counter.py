@@ -45,6 +45,7 @@ class HallCounter:
         self.hall_id = hall_id
         self.ratings: dict[str, list[tuple]] = {}  # day -> (window, clerk, item, score, default, excluded, listed, n)
         self.cases: dict[str, list[tuple]] = {}  # day -> (window, clerk, item, rated, n)
+        self.summaries: dict[str, Any] = {}  # day -> the day's rows added up (kept by hall_figures)
         self.followups: dict[int, tuple] = {}  # open: id -> (window, clerk, next deadline or _NEVER)
         self._dues: dict[tuple, list[str]] = {}  # (window, clerk) -> sorted next deadlines of the open ones
         self._span: tuple[str, str] | None = None
@@ -74,6 +75,11 @@ class HallCounter:
     def count(self, store: Any, ratable: bool, first: date, today: date, rating_days: set[str] | None = None,
               case_days: set[str] | None = None) -> None:
         """Count again ``rating_days`` and ``case_days`` (None: every day of [first, today])."""
+        if rating_days is None or case_days is None:
+            self.summaries = {}
+        else:
+            for day in rating_days | case_days:
+                self.summaries.pop(day, None)
         if rating_days is None:
             self.ratings = defaultdict(list)
             for day, *row in store.figure_ratings(self.hall_id, first.isoformat(), today.isoformat()):

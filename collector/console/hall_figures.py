@@ -50,6 +50,13 @@ class Counts:
     open_followups: int = 0
     overdue_followups: int = 0
 
+    def add(self, other: Counts) -> None:
+        self.levels.update(other.levels)
+        self.excluded.update(other.excluded)
+        self.defaults += other.defaults
+        self.completed += other.completed
+        self.rated += other.rated
+
     def row(self, profile: Profile) -> dict:
         figures = tally_row(profile, dict(self.levels), defaults=self.defaults, excluded=dict(self.excluded),
                             completed=self.completed, rated=self.rated)
@@ -99,24 +106,32 @@ def count_span(store: Any, profile: Profile, hall_id: str, starts: dict[str, str
 
 def _groups(counter: HallCounter, starts: dict[str, str]) -> _Groups:
     groups, first = _Groups(starts), min(starts.values())
-    for day, rows in counter.ratings.items():
+    for day in counter.days():
         if day < first:
             continue
-        for window, clerk, _item, score, is_default, excluded, listed, count in rows:
+        if day not in counter.summaries:
+            counter.summaries[day] = _summary(counter.ratings.get(day, ()), counter.cases.get(day, ()))
+        for (window, clerk), summary in counter.summaries[day].items():
             for counts in groups.each(day, window, clerk):
-                if excluded or listed:
-                    counts.excluded[excluded or "listed"] += count
-                else:
-                    counts.levels[score] += count
-                    counts.defaults += count if is_default else 0
-    for day, rows in counter.cases.items():
-        if day < first:
-            continue
-        for window, clerk, _item, rated, count in rows:
-            for counts in groups.each(day, window, clerk):
-                counts.completed += count
-                counts.rated += count if rated else 0
+                counts.add(summary)
     return groups
+
+
+def _summary(ratings: list[tuple], cases: list[tuple]) -> dict[tuple, Counts]:
+    """One day's rows added up per (window, clerk): what the dashboard groups by."""
+    summary: dict[tuple, Counts] = defaultdict(Counts)
+    for window, clerk, _item, score, is_default, excluded, listed, count in ratings:
+        counts = summary[(window, clerk)]
+        if excluded or listed:
+            counts.excluded[excluded or "listed"] += count
+        else:
+            counts.levels[score] += count
+            counts.defaults += count if is_default else 0
+    for window, clerk, _item, rated, count in cases:
+        counts = summary[(window, clerk)]
+        counts.completed += count
+        counts.rated += count if rated else 0
+    return summary
 
 
 def hall_figures(store: Any, profile: Profile, names: Names, hall_id: str, now: datetime,

@@ -201,9 +201,11 @@ class FiguresQueries:
         return self._conn.execute(_CASES, (hall_id, start, end, int(failed_intake_ratable))).fetchall()
 
     def hall_followups(self, hall_id: str, after_id: int) -> list[tuple]:
-        """Follow-ups of ``hall_id`` numbered after ``after_id``: ``(id, window, clerk, contact_due,
+        """Open follow-ups of ``hall_id`` numbered after ``after_id``: ``(id, window, clerk, contact_due,
         rectify_due, contacted_at, resolved_at, closed)``, for counting the open and the overdue."""
-        sql = _followups_sql(_dialect(self._conn), "f.hall_id = ? AND f.id > ?")
+        # Closed ones are left out before their deadlines and steps are looked up: most follow-ups are.
+        sql = _followups_sql(_dialect(self._conn), "f.hall_id = ? AND f.id > ? AND NOT EXISTS (SELECT 1 FROM "
+                             "followup_events x WHERE x.followup_id = f.id AND x.action = 'close')")
         return self._conn.execute(sql, (hall_id, after_id)).fetchall()
 
     def followup_rows(self, followup_ids: list[int]) -> list[tuple]:
