@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -192,7 +193,10 @@ def main() -> int:
             samples = timed(f"{base}/stats?hall={HALL}&by={by}&{month}", 5)
             print(f"| statistics page, by {by}, the whole month | {p(samples, 0.5):.0f} | {p(samples, 0.95):.0f} |")
     store.close()
-    print(json.dumps({"database": str(path)}), file=sys.stderr)
+    if args.keep:
+        print(json.dumps({"database": str(path)}), file=sys.stderr)
+    else:
+        shutil.rmtree(folder)
     return 0
 
 
