@@ -96,10 +96,17 @@ class Reader:
     """A signed-in user as the console's auth gives one: roles per hall (None: every hall)."""
 
     def __init__(self, role: str, halls: tuple[str, ...] | None = None) -> None:
-        self.role, self.halls = role, halls
+        self.role, self.hall_ids = role, halls
 
-    def can(self, roles, hall_id) -> bool:
-        return self.role in roles and (self.halls is None or hall_id in self.halls)
+    def can(self, roles, hall_id=None) -> bool:
+        """As the console's ``User.can``: one of ``roles`` for ``hall_id`` (None: for some hall)."""
+        return self.role in roles and (self.hall_ids is None or hall_id is None or hall_id in self.hall_ids)
+
+    def halls(self, roles):
+        """As the console's ``User.halls``: the halls of ``roles``; None for every hall."""
+        if self.role not in roles:
+            return frozenset()
+        return None if self.hall_ids is None else frozenset(self.hall_ids)
 
 
 def figures_app(store: Store, user: Reader | None = None, **options):
@@ -107,11 +114,10 @@ def figures_app(store: Store, user: Reader | None = None, **options):
     session middleware does once the two are joined."""
     from starlette.applications import Starlette
 
-    from hcp.collector.console import board, figures, public
+    from hcp.collector.console import figures
     from hcp.collector.console.hall_figures import Names
 
-    app = Starlette(routes=[*figures.figures_routes(), *board.board_routes(), *public.public_routes(),
-                            *figures.static_routes()])
+    app = Starlette(routes=figures.figures_routes())
     figures.install(app, store, Names(**NAMES), **options)
 
     async def signed_in(scope, receive, send):

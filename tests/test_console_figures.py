@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from hcp.collector.console.figures import CHART_JS
 from hcp.collector.console.hall_figures import period_starts
@@ -102,6 +103,14 @@ def test_figures_refuse_the_wrong_hall_and_no_user(site):
     finally:
         site["reader"].role = "manager"
     assert get(site["base"] + "/halls/nowhere")[0] == 403
+    status, body, headers = get(site["base"] + "/halls")
+    assert status == 200 and "/halls/hall01" in body.decode() and "hall02" not in body.decode()
+    assert "script-src 'self'" in headers["content-security-policy"]  # no inline script can run
+    site["reader"].hall_ids = None  # a supervisor: every hall
+    try:
+        assert get(site["base"] + "/stats")[0] == 200 and get(site["base"] + "/halls/hall02")[0] == 200
+    finally:
+        site["reader"].hall_ids = ("hall01",)
 
 
 def test_exports_have_chinese_headers_and_no_personal_data(site):
@@ -158,8 +167,7 @@ def test_live_update_within_two_seconds(site, browser):
     store.add_cases([case("L1", "hall01", "w01", "E1", NOW - timedelta(minutes=10))], NOW)
     started = time.monotonic()
     rate(store, "hall01", "w01", "L1", 5, NOW)
-    page.wait_for_function(f"document.getElementById('kpi-ratings').textContent.trim() == '{before + 1}'",
-                           timeout=2000)
+    expect(page.locator("#kpi-ratings")).to_have_text(str(before + 1), timeout=2000)
     assert time.monotonic() - started < 2.0
     page.close()
 
@@ -200,8 +208,7 @@ def test_board_reconnects_after_the_server_restarts(tmp_path, browser):
         rate(store, "hall01", "w02", "R1", 4, NOW)  # arrives while the console is down
         server = _serve(tmp_path, port)
         page.wait_for_selector("#live[data-state=live]", timeout=10000)
-        page.wait_for_function(f"document.getElementById('board-ratings').textContent.trim() == '{before + 1}'",
-                               timeout=5000)
+        expect(page.locator("#board-ratings")).to_have_text(str(before + 1), timeout=5000)
     finally:
         page.close()
         server.kill()

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hcp.collector.console.figures import TEMPLATES, event_stream, figures_of, known_hall
+from hcp.collector.console.figures import SECURITY_HEADERS, TEMPLATES, event_stream, figures_of, known_hall
 from hcp.domain import CST
 
 #: Comments shown on the screen.
@@ -66,7 +66,7 @@ async def board(request: Request) -> Response:
     data = await asyncio.to_thread(board_data, figures, hall_id)
     page = "figures/board_body.html" if request.query_params.get("fragment") else "figures/board.html"
     return TEMPLATES.TemplateResponse(request, page, {"board": data, "hall": hall_id},
-                                      headers={"Cache-Control": "no-store"})
+                                      headers=SECURITY_HEADERS)
 
 
 async def board_events(request: Request) -> Response:

@@ -170,11 +170,12 @@ class FigureHub:
     """The newest figures per hall, refreshed by one poller per process when the store's marker moves."""
 
     def __init__(self, store: Any, profile: Profile, names: Names, *,
-                 clock: Callable[[], datetime] | None = None, poll_s: float = POLL_S) -> None:
+                 clock: Callable[[], datetime] | None = None, poll_s: float = POLL_S, lock: Any = None) -> None:
         self.store, self.profile, self.names = store, profile, names
         self.clock = clock or (lambda: datetime.now(CST))
         self.poll_s = poll_s
-        self._lock = threading.Lock()  # one store connection, read from worker threads
+        # One store connection, read from worker threads: the console's own lock when it shares its store.
+        self._lock = lock or threading.RLock()
         self._cache: dict[str, tuple[tuple, dict]] = {}  # hall -> ((marker, minute), figures)
         self._counters: dict[str, HallCounter] = {}
         self._listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hcp.collector import stats
-from hcp.collector.console.figures import TEMPLATES, Figures, _authorize, figures_of
+from hcp.collector.console.figures import SECURITY_HEADERS, TEMPLATES, Figures, _authorize, figures_of, readable_halls
 from hcp.collector.console.hall_counter import HallCounter
 from hcp.collector.console.hall_figures import Counts
 from hcp.domain import china_date
@@ -131,7 +131,7 @@ async def stats_page(request: Request) -> Response:
     if query.by == "hall" and query.hall:
         query = Query(query.hall, "window", query.first, query.last)
     rows, trend = await asyncio.to_thread(figures.hub.call, figures_for, figures, query)
-    halls = sorted(set(figures.hub.call(figures.store.rated_halls)) | set(figures.names.halls))
+    halls = readable_halls(request, figures)
     chart = {"labels": [r["name"] for r in rows], "satisfaction": [r["satisfaction"] for r in rows],
              "good": [r["good"] for r in rows], "neutral": [r["neutral"] for r in rows],
              "bad": [r["bad"] for r in rows],
@@ -168,7 +168,7 @@ async def export(request: Request) -> Response:
         body, media, suffix = _xlsx(headers, cells, query), \
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"
     disposition = f"attachment; filename*=UTF-8''{quote(f'{stem}.{suffix}')}"
-    return Response(body, media_type=media, headers={"Content-Disposition": disposition})
+    return Response(body, media_type=media, headers={**SECURITY_HEADERS, "Content-Disposition": disposition})
 
 
 def _xlsx(headers: list[str], cells: list[list], query: Query) -> bytes:
