@@ -25,7 +25,7 @@ KEY = b"collector-key-for-tests-0123456789abcdef"
 NOW = datetime(2026, 3, 12, 15, 0, tzinfo=CST)
 HOSTILE = '<script>alert("x")</script><b>等候太久</b> 电话13812345678'
 NAMES = {"halls": {"hall01": "乌兰察布市政务服务中心", "hall02": "集宁区便民服务中心"},
-         "windows": {"hall01/w01": "1号窗口 综合受理", "hall01/w02": "2号窗口 不动产"}}
+         "windows": {"hall01/w01": "1号窗口 综合受理", "hall01/w02": "2号窗口 不动产", "hall02/w01": "1号窗口"}}
 APPLICANT = "150102199001011234"  # appears nowhere on a page
 
 

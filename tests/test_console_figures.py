@@ -148,7 +148,7 @@ def test_public_pages_show_no_personal_data_and_escape_comments(site):
 
 
 def test_board_escapes_and_hides_in_the_browser(site, browser):
-    page = browser.new_page(viewport=TV)
+    page = browser.new_page(viewport=TV, locale="zh-CN")
     page.goto(site["base"] + "/board/hall01")
     comment = page.locator(".comments q").filter(has_text="等候太久")
     assert comment.inner_text().startswith('<script>alert("x")</script><b>')  # shown as text, not run
@@ -159,7 +159,7 @@ def test_board_escapes_and_hides_in_the_browser(site, browser):
 
 
 def test_live_update_within_two_seconds(site, browser):
-    page = browser.new_page(viewport=DESKTOP)
+    page = browser.new_page(viewport=DESKTOP, locale="zh-CN")
     page.goto(site["base"] + "/halls/hall01")
     page.wait_for_selector("#live[data-state=live]")
     before = int(page.locator("#kpi-ratings").inner_text())
@@ -176,7 +176,7 @@ def test_screens_of_the_dashboard_stats_and_disclosure(site, browser):
     assert CHART_JS.exists(), "chart.js missing: run make venv (npm ci in collector/console/static)"
     stats = "/stats?hall=hall01&by=window&from=2026-02-20&to=2026-03-12"
     for size, viewport in (("desktop", DESKTOP), ("tablet", TABLET)):
-        page = browser.new_page(viewport=viewport)
+        page = browser.new_page(viewport=viewport, locale="zh-CN")
         page.goto(site["base"] + "/halls/hall01")
         page.wait_for_selector("#live[data-state=live]")
         page.get_by_role("tab", name="本月").click()
@@ -196,7 +196,7 @@ def test_board_reconnects_after_the_server_restarts(tmp_path, browser):
     build(store)
     port = _free_port()
     server = _serve(tmp_path, port)
-    page = browser.new_page(viewport=TV)
+    page = browser.new_page(viewport=TV, locale="zh-CN")
     try:
         page.goto(f"http://127.0.0.1:{port}/board/hall01")
         page.wait_for_selector("#live[data-state=live]")

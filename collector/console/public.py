@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -75,7 +75,7 @@ async def public(request: Request) -> Response:
     months = _recent_months(today)
     return TEMPLATES.TemplateResponse(request, "figures/public.html",
                                       {"data": cached[1], "month": first.strftime("%Y-%m"), "months": months,
-                                       "generated": datetime.now(CST).strftime("%Y-%m-%d %H:%M")})
+                                       "generated": figures.hub.clock().astimezone(CST).strftime("%Y-%m-%d %H:%M")})
 
 
 def _recent_months(today: date, count: int = 12) -> list[str]:

@@ -135,11 +135,18 @@ async def stats_page(request: Request) -> Response:
     chart = {"labels": [r["name"] for r in rows], "satisfaction": [r["satisfaction"] for r in rows],
              "good": [r["good"] for r in rows], "neutral": [r["neutral"] for r in rows],
              "bad": [r["bad"] for r in rows],
-             "days": [r["day"] for r in trend], "day_satisfaction": [r["satisfaction"] for r in trend],
-             "day_bad": [r["bad"] for r in trend]}
+             **_daily_series(trend, query.first, query.last)}
     return TEMPLATES.TemplateResponse(request, "figures/stats.html", {
         "query": query, "rows": rows, "ranking": stats.ranking(rows)[:10], "chart": chart, "by_names": BY_NAMES,
         "halls": [(h, figures.names.hall(h)) for h in halls], "export": request.url.query})
+
+
+def _daily_series(trend: list[dict], first: date, last: date) -> dict:
+    """The trend chart's series, one point a day from ``first`` to ``last`` (a day without ratings: a gap)."""
+    by_day = {row["day"]: row for row in trend}
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    return {"days": days, "day_satisfaction": [by_day[d]["satisfaction"] if d in by_day else None for d in days],
+            "day_bad": [by_day[d]["bad"] if d in by_day else 0 for d in days]}
 
 
 def table(rows: list[dict], by: str) -> tuple[list[str], list[list]]:
