@@ -135,6 +135,6 @@ if __name__ == "__main__":  # python -m tests.figures_support FOLDER PORT: serve
     from hcp.collector.web import WebServer
 
     served = open_store(Path(sys.argv[1]))
-    server = WebServer(figures_app(served, None, clock=lambda: NOW, poll_s=0.2), "127.0.0.1", int(sys.argv[2]))
+    server = WebServer(figures_app(served, None, clock=lambda: NOW), "127.0.0.1", int(sys.argv[2]))
     server.start()
     server._thread.join()

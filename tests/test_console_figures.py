@@ -44,7 +44,7 @@ def site(tmp_path_factory):
     store = open_store(tmp_path_factory.mktemp("figures"))
     ids = build(store)
     reader = Reader("manager", ("hall01",))
-    app = figures_app(store, reader, clock=lambda: NOW, poll_s=0.2)
+    app = figures_app(store, reader, clock=lambda: NOW)  # the poller at its production pace (1 s)
     with WebServer(app, "127.0.0.1", 0) as server:
         yield {"base": f"http://127.0.0.1:{server.port}", "store": store, "ids": ids, "reader": reader}
     store.close()
