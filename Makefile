@@ -24,7 +24,12 @@ $(STAMP): setup.py
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-venv: deps $(STAMP)
+# The console's chart library from the npm registry, pinned with its sha512 in package-lock.json (npm ci checks it).
+CONSOLE_STATIC := collector/console/static
+$(CONSOLE_STATIC)/node_modules/.package-lock.json: $(CONSOLE_STATIC)/package-lock.json
+	cd $(CONSOLE_STATIC) && npm ci --no-audit --no-fund --ignore-scripts
+
+venv: deps $(STAMP) $(CONSOLE_STATIC)/node_modules/.package-lock.json
 
 demo: venv
 	$(VENV)/bin/hcp demo

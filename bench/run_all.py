@@ -24,6 +24,7 @@ FULL = [
     ("fleet", ["fleet.py", "--terminals", "5000"]),
     ("agent memory", ["agent_memory.py", "--idle", "10"]),
     ("touchscreen UI", ["ui_bench.py"]),
+    ("console figures", ["console.py", "--ratings", "1000000", "--requests", "60"]),
 ]
 QUICK = [
     ("press latency", ["press_latency.py", "--presses", "1000"]),
@@ -32,6 +33,7 @@ QUICK = [
     ("fleet", ["fleet.py", "--terminals", "500", "--hold", "2"]),
     ("agent memory", ["agent_memory.py", "--idle", "3"]),
     ("touchscreen UI", ["ui_bench.py"]),
+    ("console figures", ["console.py", "--ratings", "20000", "--days", "60", "--requests", "10"]),
 ]
 
 

@@ -199,3 +199,15 @@ def figure(rows: list[dict], *, title: str, time: str = "day", series: str | Non
 def _mean_score(rows: list[dict]) -> float:
     scores = [row["satisfaction"] for row in rows if row["satisfaction"] is not None]
     return sum(scores) / len(scores) if scores else 101.0
+
+
+def tally_row(profile: Profile, levels: dict[int, int], *, defaults: int = 0, excluded: dict[str, int] | None = None,
+              completed: int = 0, rated: int = 0) -> dict:
+    """The figures :func:`compute` gives one group, from counts already added up (the console counts in SQL).
+
+    ``levels`` maps a score (1-5) to its counted ratings; ``excluded`` the kinds invalid, malicious, listed.
+    """
+    tally = _Tally(levels=[0] + [levels.get(score, 0) for score in range(1, 6)], defaults=defaults,
+                   completed=completed, rated=rated)
+    tally.excluded.update(excluded or {})
+    return tally.row(profile)

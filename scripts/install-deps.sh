@@ -13,6 +13,9 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for pkg in mosquitto mosquitto-clients fonts-noto-cjk fontconfig espeak-ng python3-venv chromium libatomic1 postgresql e2fsprogs; do
   have_pkg "$pkg" || need+=("$pkg")
 done
+# npm (and Node.js with it) unless a Node.js distribution with its own npm is installed (NodeSource's nodejs
+# conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || need+=(npm)
 # systemd-analyze (tests verify the units with it): in the systemd package.
 command -v systemd-analyze >/dev/null 2>&1 || have_pkg systemd || need+=(systemd)
 # A Python 3.11 interpreter: Bookworm's python3 is 3.11.

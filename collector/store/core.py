@@ -32,6 +32,7 @@ from hcp.collector.store.chain_api import ChainQueries
 from hcp.collector.store.channels import ChannelQueries
 from hcp.collector.store.engine import Engine, connect
 from hcp.collector.store.errors import database_errors
+from hcp.collector.store.figures import FiguresQueries
 from hcp.collector.store.fleet import FleetQueries
 from hcp.collector.store.identities import IdentityQueries
 from hcp.collector.store.jobs import JobQueries
@@ -96,8 +97,8 @@ class WindowCount:
 
 
 class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, FleetQueries, StatsQueries,
-            ChannelQueries, JobQueries):
-    """Ratings, cases and devices in one SQLite database, under one policy profile."""
+            ChannelQueries, JobQueries, FiguresQueries):
+    """Ratings, cases and devices in one database (SQLite or PostgreSQL), under one policy profile."""
 
     def __init__(self, engine: Engine, profile: Profile, key: bytes, *,
                  calendar: Calendar | None = None, heads_file: Path | None = None, create: bool = True) -> None:

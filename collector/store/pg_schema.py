@@ -94,6 +94,8 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from hcp.collector.store.schema_figures import SQL as FIGURES_SQL
+
 if TYPE_CHECKING:
     from hcp.collector.store.engine_pg import PostgresEngine
 
@@ -444,6 +446,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("m007_upstream_fields", _steps(_M007, append_only_sql(("case_upstream",)))),
     Migration("m008_store_meta", _steps(_M008, append_only_sql(("imported_requests",)))),
     Migration("m009_chain_v2", _steps(_M009, append_only_sql(("device_events",)))),
+    Migration("m010_figures", _steps(FIGURES_SQL)),
 )
 
 #: Record tables: the collector role may INSERT and SELECT, never UPDATE or DELETE (and triggers refuse both).

@@ -117,8 +117,8 @@ def _register_migrate(subparsers: argparse._SubParsersAction) -> None:
                    help="record the policy given (--policy or -c) even when the database was made for another "
                    "region; ratings already stored keep the outcomes judged under the old one")
     p.add_argument("--grant-to", metavar="ROLE",
-                   help="PostgreSQL: give the collectors' login role what it needs and no more (INSERT and SELECT "
-                   "on records, no UPDATE or DELETE); run as the owner role (docs/install.md)")
+                   help="PostgreSQL: give the collectors' login role what it needs and no more (adding and reading "
+                   "records, never changing them); run as the owner role (docs/install.md)")
     p.set_defaults(func=run_migrate)
     p = subparsers.add_parser(
         "migrate-store", help="copy an SQLite collector database into PostgreSQL, chain included",
