@@ -667,12 +667,14 @@ class _Ingest:
 
     def _write(self, rows: list[tuple], claims: list[tuple[str, str]], pending: list[tuple[str, str]]) -> None:
         conn = self.store._conn
-        conn.insert_rows("ratings", _RATING_COLUMNS, rows)
-        # Empty lists are the common case of a message: skip their statements.
-        if claims:
-            self.store._write_claims(claims)
-        if pending:
-            conn.insert_rows("pending_cases", ("case_id", "rating_id"), pending)
+        # One pipeline: on PostgreSQL the inserts go out together, answered in one round trip.
+        with conn.pipeline():
+            conn.insert_rows("ratings", _RATING_COLUMNS, rows)
+            # Empty lists are the common case of a message: skip their statements.
+            if claims:
+                self.store._write_claims(claims)
+            if pending:
+                conn.insert_rows("pending_cases", ("case_id", "rating_id"), pending)
         # Only an accepted 差评 opens a follow-up; the rows just written say which, no need to read them back.
         bad = frozenset(self.store.profile.grades.bad)
         self.store.open_followups_for([(row[0], row[13], row[14], row[15], row[6], row[7], row[8], row[9])

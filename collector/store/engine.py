@@ -135,16 +135,27 @@ class Result:
 
     def __init__(self, cursor: sqlite3.Cursor | psycopg.Cursor[Any], dialect: Dialect) -> None:
         self._cursor = cursor
-        self._rows = dialect == "sqlite" or cursor.description is not None
-        self.rowcount: int = cursor.rowcount
+        #: None until known: inside a PostgreSQL pipeline the answer comes when it is first read.
+        self._rows: bool | None = True if dialect == "sqlite" else None
         #: SQLite's last inserted rowid; None on PostgreSQL (use :meth:`Engine.insert_id`).
         self.lastrowid: int | None = cursor.lastrowid if isinstance(cursor, sqlite3.Cursor) else None
 
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def _has_rows(self) -> bool:
+        # Read when first asked, not at construction: a statement sent in a pipeline is only described
+        # once the pipeline is done (do not read results inside one).
+        if self._rows is None:
+            self._rows = self._cursor.description is not None
+        return self._rows
+
     def fetchone(self) -> tuple[Any, ...] | None:
-        return self._fetch(self._cursor.fetchone) if self._rows else None
+        return self._fetch(self._cursor.fetchone) if self._has_rows() else None
 
     def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
-        return self._fetch(lambda: self._cursor.fetchmany(size)) if self._rows else []
+        return self._fetch(self._cursor.fetchmany, size) if self._has_rows() else []
 
     @property
     def description(self) -> Sequence[Sequence[Any]] | None:
@@ -152,16 +163,16 @@ class Result:
         return self._cursor.description
 
     def fetchall(self) -> list[tuple[Any, ...]]:
-        return self._fetch(self._cursor.fetchall) if self._rows else []
+        return self._fetch(self._cursor.fetchall) if self._has_rows() else []
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         while (row := self.fetchone()) is not None:
             yield row
 
     @staticmethod
-    def _fetch(step: Any) -> Any:
+    def _fetch(step: Any, *args: Any) -> Any:
         try:
-            return step()
+            return step(*args)
         except engine_errors() as err:
             raise translate_any(err) from err
 
@@ -351,11 +362,17 @@ class Engine:
         (one round trip for all), on SQLite one after the other."""
         return [self.execute(sql, params).fetchall() for sql, params in statements]
 
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Statements in the block are sent without waiting for each answer (PostgreSQL's pipeline mode):
+        one round trip for several writes. A no-op on SQLite, which has no round trips."""
+        yield
+
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Plain INSERTs of many rows (no ON CONFLICT): the hot path's bulk writes.
 
-        SQLite: ``executemany``. PostgreSQL: ``COPY … FROM STDIN``, one round
-        trip and no per-row statement (a unique key broken fails the COPY whole).
+        SQLite: ``executemany``. PostgreSQL: one INSERT of the columns as arrays (``unnest``), one round
+        trip and no per-row statement (a unique key broken fails it whole).
         """
         if rows:
             self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)})", rows)

@@ -6,7 +6,8 @@ See engine.py's module docstring for the rules these classes keep.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -18,9 +19,7 @@ from hcp.collector.store.engine import Dialect, Engine, Params, Result, marks, p
 from hcp.collector.store.errors import translate_pg
 
 log = logging.getLogger("hcp.collector.store")
-#: Above so many rows, :meth:`PostgresEngine.insert_rows` uses COPY (and a multi-row INSERT's parameters
-#: stay far below PostgreSQL's 65,535).
-_COPY_FROM = 200
+
 
 
 class _BoolAsInt(Loader):
@@ -99,7 +98,9 @@ class PostgresEngine(Engine):
     def in_transaction(self) -> bool:
         if self._closed or self._conn.closed:
             return False
-        return self._conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
+        # ACTIVE: statements of a pipeline are under way (inside the transaction that opened it).
+        return self._conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR,
+                                                      pq.TransactionStatus.ACTIVE)
 
     def _execute(self, sql: str, params: Params) -> Result:
         query, values = pg_params(sql, params)
@@ -195,26 +196,26 @@ class PostgresEngine(Engine):
         return self._run(step)
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        # A message's few rows: one INSERT of unnest()ed column arrays (one round trip, one statement
-        # text); a backlog's many: COPY, which
-        # needs two but no statement per row.
+        # One INSERT of unnest()ed column arrays: one round trip and one statement text (prepared once)
+        # whatever the number of rows, and it can wait in a pipeline (COPY cannot).
         if not rows:
-            return
-        if len(rows) > _COPY_FROM:
-            def step() -> None:
-                self._send_deferred()
-                with self._conn.cursor() as cursor, \
-                        cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-
-            self._run(step)
             return
         types = self._column_types(table)
         arrays = ", ".join(f"%s::{types[column]}[]" for column in columns)
         sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
         values = [list(column) for column in zip(*rows, strict=True)]
         self._run(lambda: self._with_deferred(lambda: self._conn.execute(sql, values)))  # type: ignore[arg-type]
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        # The statements inside are sent without waiting for each answer; a failure among them is raised
+        # at the first answer read or at the end of the block, translated like any other.
+        try:
+            with self._conn.pipeline():
+                yield
+        except psycopg.Error as err:
+            self._aborted = self._open
+            raise translate_pg(err) from err
 
     def _column_types(self, table: str) -> dict[str, str]:
         """column -> its type's name (``text``, ``bigint`` …), read once per table: the schema does not change
