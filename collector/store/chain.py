@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,7 +112,7 @@ def next_link(previous: str, table: str, key: str, digest: str) -> str:
     return hashlib.sha256(f"{previous}|{table}|{key}|{digest}".encode()).hexdigest()
 
 
-def seal(conn: sqlite3.Connection) -> int:
+def seal(conn: sqlite3.Connection, tables: Sequence[Chained] = TABLES) -> int:
     """Seal every record row not yet chained, one block per table; returns how many rows.
 
     Call inside the writing transaction, as its last step: the transaction
@@ -121,12 +121,12 @@ def seal(conn: sqlite3.Connection) -> int:
     is sealed by range, from where its last block ended; the others (without
     rowid) through ``chain_queue``, which their insert trigger fills. Each
     block holds its rows' names and digests in insertion order and links to
-    the block before it.
+    the block before it. ``tables``: a migration seals the tables that exist at its step.
     """
     seq, link = _last(conn)
     blocks, sealed = [], 0
     queued = None
-    for spec in TABLES:
+    for spec in tables:
         if spec.rowid:
             rows, first, last = _new_by_order(conn, spec)
         else:
