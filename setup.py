@@ -9,11 +9,13 @@ setup(
     version="0.1.0",
     description="Evaluator terminals, sync and collector for the 好差评 rating scheme",
     python_requires=">=3.11",
-    packages=["hcp", "hcp.cli", "hcp.collector.store"] + [f"hcp.{name}" for name in SUBPACKAGES],
+    packages=["hcp", "hcp.cli", "hcp.collector.store", "hcp.collector.console"]
+    + [f"hcp.{name}" for name in SUBPACKAGES],
     package_dir={"hcp": "hcp", **{f"hcp.{name}": name for name in SUBPACKAGES}},
     package_data={"hcp.config": ["*.toml", "profiles/*.toml", "calendar/*.toml", "mosquitto/*",
                                  "upstream/*.toml"],
-                  "hcp.ui": ["sounds/*.wav"]},
+                  "hcp.ui": ["sounds/*.wav"],
+                  "hcp.collector.console": ["templates/*.html", "templates/*/*.html", "static/*", "static/*/*"]},
     install_requires=[
         "paho-mqtt>=2.1,<3",
         "gpiozero>=2.0",
@@ -34,6 +36,9 @@ setup(
         "wcwidth>=0.2.13",
         "tenacity>=8.2",
         "tomli-w>=1.0",
+        # The console (hcp console): server-rendered pages and its accounts' password hashes.
+        "jinja2>=3.1",
+        "argon2-cffi>=23.1",
         # The collector on PostgreSQL (imported only for a postgresql:// database). The binary wheel bundles
         # libpq where PyPI has one (x86_64, aarch64); elsewhere (a 32-bit Raspberry Pi OS terminal, which never
         # opens PostgreSQL) psycopg uses the system's libpq5.

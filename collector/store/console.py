@@ -131,7 +131,8 @@ class ConsoleQueries:
                                         (param,)).fetchall())
         cases = [_cases_of(row, links) for row in rows]
         names = self._item_names([ids[0] for ids in cases if ids])
-        return {row[0]: _rating_view(row, ids, names.get(ids[0]) if ids else None) for row, ids in zip(rows, cases)}
+        return {row[0]: _rating_view(row, ids, names.get(ids[0]) if ids else None)
+                for row, ids in zip(rows, cases, strict=True)}
 
     def _item_names(self, case_ids: Sequence[str]) -> dict[str, str]:
         if not case_ids:

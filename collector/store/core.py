@@ -30,8 +30,8 @@ from hcp.collector.fleet import placed_at
 from hcp.collector.linking import button_moment, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
-from hcp.collector.store.chain import seal
 from hcp.collector.store.accounts import AccountQueries
+from hcp.collector.store.chain import seal
 from hcp.collector.store.chain_api import ChainQueries
 from hcp.collector.store.channels import ChannelQueries
 from hcp.collector.store.console import ConsoleQueries
