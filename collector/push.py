@@ -21,12 +21,10 @@ from hcp.protocol import SettingsMessage, Topics, decode, encode
 RETAINED_WAIT_S = 1.5
 
 
-def refuse_older_than_running(devices: Sequence[str], version: int, running: Mapping[str, int | None]) -> None:
-    """Refuse a version not above the one a terminal reports running (``running``: device -> its version)."""
-    stale = [f"{d} runs {running[d]}" for d in devices if (running.get(d) or 0) >= version]
-    if stale:
-        raise Refused(f"--version {version}: not newer than the settings the terminals run ({', '.join(stale)}); "
-                      "push a higher version")
+def not_newer_than_running(devices: Sequence[str], version: int,
+                           running: Mapping[str, int | None]) -> list[tuple[str, int]]:
+    """(device, the version it runs) of each device whose last status reports ``version`` or a newer one."""
+    return [(d, running[d] or 0) for d in devices if (running.get(d) or 0) >= version]
 
 
 def push_settings(broker: BrokerSection, devices: Sequence[str], message: SettingsMessage) -> list[str]:

@@ -62,6 +62,7 @@ def seeded_store(tmp_path: Path) -> tuple[Store, Seeded]:
         seeded.followups[case_id] = followup.id
     Lifecycle(store).set_contact(seeded.followups["C1"], CONTACT)
     store.register_device("hall02-w01", "hall02", "w01")
+    store.register_device("hall01-w04", "hall01", "w04")  # never seen
     store.record_status("hall01-w03", StatusMessage(v=1, device_id="hall01-w03", state="online", version="0.1.0",
                                                     outbox_depth=0, clock_synced=True, settings_version=3),
                         CONSOLE_NOW - timedelta(seconds=30))

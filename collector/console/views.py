@@ -10,7 +10,9 @@ the page it changed; a refusal re-renders that page with the reason (409).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from dataclasses import replace
 from functools import wraps
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +29,7 @@ from hcp.collector.console.auth import LOGIN_COOKIE, SESSION_COOKIE, current_use
 from hcp.collector.console.exc import LoginRefused
 from hcp.collector.console.middleware import form_value, form_values
 from hcp.collector.exc import CollectorError, NotFound, Refused
-from hcp.collector.fleet import assess
+from hcp.collector.fleet import Health, assess
 from hcp.collector.followup import STEPS
 from hcp.domain import utc_text
 
@@ -103,7 +105,7 @@ class _Views:
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> Response:
         done = DONE.get(request.query_params.get("done", ""))
-        if done and "flash" not in context:
+        if done and not context.get("flash"):
             context["flash"] = {"kind": "ok", "text": done}
         return self.console.render(request, template, status, names=_NAMES, **context)
 
@@ -128,11 +130,13 @@ class _Views:
             return RedirectResponse("/", 303)
         return self._login_page(request)
 
-    def _login_page(self, request: Request, status: int = 200, error: str = "", name: str = "") -> Response:
+    def _login_page(self, request: Request, status: int = 200, error: str = "", name: str = "",
+                    target: str | None = None) -> Response:
         token = new_token()
         flash = {"kind": "error", "text": error} if error else None
+        target = request.query_params.get("next", "") if target is None else target
         response = self.render(request, "login.html", status, title="登录", login_token=token, flash=flash,
-                               next=_safe_next(request.query_params.get("next", "")), name=name)
+                               next=_safe_next(target), name=name)
         response.set_cookie(LOGIN_COOKIE, token, max_age=1800, path="/login", httponly=True, samesite="strict",
                             secure=self.console.settings.secure_cookie)
         return response
@@ -143,7 +147,7 @@ class _Views:
             session_id, _user = await run_in_threadpool(self.console.login, name, password, address(request))
         except LoginRefused as refused:
             status = 429 if refused.retry_after_s else 401
-            response = self._login_page(request, status, str(refused), name[:64])
+            response = self._login_page(request, status, str(refused), name[:64], form_value(request, "next"))
             if refused.retry_after_s:
                 response.headers["Retry-After"] = str(int(refused.retry_after_s) + 1)
             return response
@@ -179,7 +183,7 @@ class _Views:
         late_only = request.query_params.get("overdue") == "1"
         found = [f for f in found if _state_matches(f.state, state) and (not late_only or f.overdue(now))]
         shown = found[:_MAX_ROWS]
-        views = self.store.rating_views([f.rating_id for f in shown])
+        views = self.store.rating_views([f.rating_id for f in shown])  # one query for the page
         rows = [{"f": f, "r": views.get(f.rating_id), "late": f.overdue(now)} for f in shown]
         choices = sorted(user.halls(QUEUE_READERS) or self.console.halls())
         return self.render(request, "queue.html", title="差评工作台", rows=rows, total=len(found), hall=hall,
@@ -351,10 +355,13 @@ class _Views:
         profile = self.store.profile
         exclusion = self.store.exclusion_view(view.rating_id)
         bad = profile.is_bad(view.score) and view.channel != "system-default" and view.outcome == "accepted"
+        reviewer = user.can("reviewer", view.hall_id)
+        excludable = exclusion is None and view.channel != "system-default" and view.outcome == "accepted"
         return self.render(request, "rating.html", status, title="评价详情", r=view, exclusion=exclusion,
                            followup_id=self.store.followup_of_rating(view.rating_id),
                            appeals=self.store.appeals_of_rating(view.rating_id), bad=bad,
-                           can_review=user.can("reviewer", view.hall_id),
+                           can_exclude=reviewer and excludable,
+                           can_reverse=reviewer and exclusion is not None and exclusion.in_force,
                            can_file=user.can("manager", view.hall_id) and bad and profile.appeals and exclusion is None,
                            flash=flash)
 
@@ -423,7 +430,7 @@ class _Views:
             require(request, FLEET_READERS, hall)
         now = self.console.clock()
         visible = user.halls(FLEET_READERS)
-        rows = [assess(row, now, self.console.settings.fleet) for row in self.store.fleet()]
+        rows = [_in_chinese(assess(row, now, self.console.settings.fleet)) for row in self.store.fleet()]
         rows = [h for h in rows if (visible is None or h.hall_id in visible) and (not hall or h.hall_id == hall)]
         return self.render(request, "fleet.html", status, title="终端运维", rows=rows, hall=hall,
                            halls=sorted(visible or self.console.halls()), flash=flash,
@@ -442,10 +449,13 @@ class _Views:
             message = _settings_message(request)
             if not devices:
                 raise Refused("请至少选择一台终端。")
-            from hcp.collector.push import push_settings, refuse_older_than_running
+            from hcp.collector.push import not_newer_than_running, push_settings
 
-            refuse_older_than_running(devices, message.version,
-                                      {d: known[d]["settings_version"] for d in devices})
+            stale = not_newer_than_running(devices, message.version,
+                                           {d: known[d]["settings_version"] for d in devices})
+            if stale:
+                running = "、".join(f"{d} 为 {v}" for d, v in stale)
+                raise Refused(f"设置版本 {message.version} 不高于终端正在使用的版本（{running}），请使用更高的版本号。")
             if self.console.settings.broker is None:
                 raise Refused("未配置消息服务器（broker），无法推送。")
             push_settings(self.console.settings.broker, devices, message)
@@ -470,6 +480,24 @@ class _Views:
 
 _NAMES = {"states": STATE_NAMES, "steps": STEP_NAMES, "channels": CHANNEL_NAMES, "outcomes": OUTCOME_NAMES,
           "exclusions": EXCLUSION_NAMES}
+
+
+_ALERTS = ((re.compile(r"never seen"), "从未上线"), (re.compile(r"offline for (.+)"), r"已离线 \1"),
+           (re.compile(r"outbox holds (\d+) ratings"), r"待传评价积压 \1 条"),
+           (re.compile(r"outbox not draining: oldest unsent (.+) old"), r"待传评价未上传：最早一条已等待 \1"),
+           (re.compile(r"clock not synchronised"), "时钟未同步"))
+
+
+def _in_chinese(health: Health) -> Health:
+    """The fleet's alerts in Chinese (hcp.collector.fleet words them for the CLI)."""
+    alerts = []
+    for alert in health.alerts:
+        for pattern, text in _ALERTS:
+            if pattern.fullmatch(alert):
+                alert = pattern.sub(text, alert).replace(" min", " 分钟").replace(" h", " 小时").replace(" d", " 天")
+                break
+        alerts.append(alert)
+    return replace(health, alerts=alerts)
 
 
 def _state_matches(state: str, wanted: str) -> bool:

@@ -130,16 +130,17 @@ class ConsoleQueries:
         links = dict(self._conn.execute("SELECT rating_id, case_id FROM rating_links WHERE rating_id IN (" + sub + ")",
                                         (param,)).fetchall())
         cases = [_cases_of(row, links) for row in rows]
-        names = self._item_names([ids[0] for ids in cases if ids])
-        return {row[0]: _rating_view(row, ids, names.get(ids[0]) if ids else None)
+        facts = self._case_facts([ids[0] for ids in cases if ids])
+        return {row[0]: _rating_view(row, ids, facts.get(ids[0], (None, None)) if ids else (None, None))
                 for row, ids in zip(rows, cases, strict=True)}
 
-    def _item_names(self, case_ids: Sequence[str]) -> dict[str, str]:
+    def _case_facts(self, case_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """case id -> (item name, clerk id) of the cases that exist."""
         if not case_ids:
             return {}
         sub, param = self._id_list(case_ids)
-        return dict(self._conn.execute("SELECT case_id, item_name FROM cases WHERE case_id IN (" + sub + ")",
-                                       (param,)).fetchall())
+        return {case_id: (item, clerk) for case_id, item, clerk in self._conn.execute(
+            "SELECT case_id, item_name, clerk_id FROM cases WHERE case_id IN (" + sub + ")", (param,))}
 
     def case_view(self, case_id: str) -> CaseView | None:
         """A case record without its applicant, or None."""
@@ -186,8 +187,11 @@ def _cases_of(row: tuple, links: dict[str, str]) -> tuple[str, ...]:
     return ids or ((links[row[0]],) if row[0] in links else ())
 
 
-def _rating_view(row: tuple, case_ids: tuple[str, ...], item_name: str | None) -> RatingView:
+def _rating_view(row: tuple, case_ids: tuple[str, ...], case: tuple[str | None, str | None]) -> RatingView:
     (rating_id, kind, channel, _ids, score, rated_at, received_at, day, reasons, hall, window, clerk, item,
      outcome, reason, text) = row
+    item_name, case_clerk = case
+    # The case record names the clerk when the terminal's rating does not (a window without a clerk link).
     return RatingView(rating_id, kind, channel, case_ids, score, rated_at, received_at, day,
-                      tuple(json.loads(reasons)), hall, window, clerk, item, item_name, outcome, reason, text)
+                      tuple(json.loads(reasons)), hall, window, clerk or case_clerk, item, item_name, outcome, reason,
+                      text)
