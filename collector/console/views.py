@@ -133,9 +133,8 @@ class _Views:
     def _login_page(self, request: Request, status: int = 200, error: str = "", name: str = "",
                     target: str | None = None) -> Response:
         token = new_token()
-        flash = {"kind": "error", "text": error} if error else None
         target = request.query_params.get("next", "") if target is None else target
-        response = self.render(request, "login.html", status, title="登录", login_token=token, flash=flash,
+        response = self.render(request, "login.html", status, title="登录", login_token=token, error=error,
                                next=_safe_next(target), name=name)
         response.set_cookie(LOGIN_COOKIE, token, max_age=1800, path="/login", httponly=True, samesite="strict",
                             secure=self.console.settings.secure_cookie)
@@ -243,7 +242,7 @@ class _Views:
             return self._followup_page(request, found, _refusal(refused), 409)
         with self.store.unit():
             self._record(request, "contact-reveal", f"followup:{found.id}", found.hall_id,
-                         "shown" if contact else "none kept")
+                         "已显示" if contact else "未留联系方式")
         log.info("console: a follow-up officer viewed the contact of follow-up %s", found.id)
         return self._followup_page(request, found, contact=contact or "")
 
@@ -288,7 +287,7 @@ class _Views:
                 appeal = self.lifecycle.file_appeal(rating_id, filed_by=user.name,
                                                     evidence=form_value(request, "evidence")[:4000],
                                                     at=self.console.clock())
-                self._record(request, "appeal-file", f"appeal:{appeal.id}", view.hall_id, f"rating {rating_id}")
+                self._record(request, "appeal-file", f"appeal:{appeal.id}", view.hall_id, f"评价 {rating_id}")
         except Refused as refused:
             return self._appeals_page(request, _refusal(refused), 409)
         return RedirectResponse(f"/appeals/{appeal.id}?done=appeal", 303)
@@ -330,7 +329,7 @@ class _Views:
                                              reviewer=user.name, reason=form_value(request, "reason")[:2000],
                                              at=self.console.clock())
                 self._record(request, "appeal-decide", f"appeal:{appeal.id}", view.hall_id,
-                             f"upheld as {kind}" if upheld else "dismissed")
+                             f"申诉成立：{EXCLUSION_NAMES.get(kind or '', kind)}" if upheld else "申诉不成立")
         except Refused as refused:
             return self._appeal_page(request, self.lifecycle.appeal(appeal.id), view, _refusal(refused), 409)
         return RedirectResponse(f"/appeals/{appeal.id}?done=decided", 303)
@@ -377,7 +376,7 @@ class _Views:
                 self.lifecycle.exclude(view.rating_id, kind, decided_by=user.name,
                                        reason=form_value(request, "reason")[:2000], at=self.console.clock(),
                                        raised_by_rater=form_value(request, "raised_by_rater") == "1")
-                self._record(request, "exclude", f"rating:{view.rating_id}", view.hall_id, kind)
+                self._record(request, "exclude", f"rating:{view.rating_id}", view.hall_id, EXCLUSION_NAMES.get(kind, kind))
         except (Refused, NotFound) as refused:
             return self._rating_page(request, view, _refusal(refused), 409)
         return RedirectResponse(f"/ratings/{quote(view.rating_id, safe=':')}?done=excluded", 303)
@@ -464,7 +463,7 @@ class _Views:
         with self.store.unit():
             for device in devices:
                 self._record(request, "settings-push", f"device:{device}", known[device]["hall_id"],
-                             f"version {message.version}")
+                             f"设置版本 {message.version}")
         return RedirectResponse("/fleet?done=pushed", 303)
 
     # -- audit ----------------------------------------------------------------------------
