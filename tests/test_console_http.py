@@ -4,6 +4,7 @@ escaping, and no personal data in its logs."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import pytest
@@ -229,3 +230,31 @@ def test_no_personal_data_in_the_consoles_logs(site, caplog):
         assert secret not in text, secret
     with console.lock:
         assert not [e for e in store.audit_log(limit=1000) if CONTACT in e.detail or "A-1" in e.detail]
+
+
+def test_an_operator_pushes_settings_through_the_broker_once(tmp_path, broker):
+    from hcp.config.schema import BrokerSection
+    from hcp.protocol import SettingsMessage, Topics
+    from hcp.sync.mqtt import LinkSettings, MqttLink
+
+    store, _seeded = seeded_store(tmp_path)
+    settings = ConsoleSettings(broker=BrokerSection(host=broker.host, port=broker.port))
+    with WebServer(build_app(store, settings, clock=lambda: CONSOLE_NOW), "127.0.0.1", 0) as server:
+        client = logged_in(server.port, "ops")
+        client.get("/fleet")
+        reply = client.post("/fleet/push", {"device": "hall01-w03", "version": "4", "volume": "0.5"})
+        assert reply.status == 303 and reply.location == "/fleet?done=pushed"
+        again = client.post("/fleet/push", {"device": "hall01-w03", "version": "4", "volume": "0.9"})
+        assert again.status == 409 and "消息服务器上已保留同等或更新的设置版本" in again.text
+    retained = []
+    topic = Topics(settings.broker.prefix).config("hall01-w03")
+    with MqttLink(LinkSettings(broker.host, broker.port, "op-read", clean_start=True), retained.append) as link:
+        link.subscribe(topic)
+        link.start()
+        deadline = time.monotonic() + 10
+        while not retained and time.monotonic() < deadline:
+            time.sleep(0.05)
+    message = SettingsMessage.model_validate_json(retained[0].payload)
+    assert (message.version, message.volume) == (4, 0.5)
+    assert [e.detail for e in store.audit_log() if e.action == "settings-push"] == ["设置版本 4"]
+    store.close()

@@ -28,10 +28,11 @@ from hcp.collector.console.audit import ACTION_NAMES
 from hcp.collector.console.auth import LOGIN_COOKIE, SESSION_COOKIE, current_user, new_token, require
 from hcp.collector.console.exc import LoginRefused
 from hcp.collector.console.middleware import form_value, form_values
-from hcp.collector.exc import CollectorError, NotFound, Refused
+from hcp.collector.exc import NotFound, Refused
 from hcp.collector.fleet import Health, assess
 from hcp.collector.followup import STEPS
 from hcp.domain import utc_text
+from hcp.exc import HcpError
 
 log = logging.getLogger("hcp.collector.console")
 
@@ -376,7 +377,8 @@ class _Views:
                 self.lifecycle.exclude(view.rating_id, kind, decided_by=user.name,
                                        reason=form_value(request, "reason")[:2000], at=self.console.clock(),
                                        raised_by_rater=form_value(request, "raised_by_rater") == "1")
-                self._record(request, "exclude", f"rating:{view.rating_id}", view.hall_id, EXCLUSION_NAMES.get(kind, kind))
+                self._record(request, "exclude", f"rating:{view.rating_id}", view.hall_id,
+                             EXCLUSION_NAMES.get(kind, kind))
         except (Refused, NotFound) as refused:
             return self._rating_page(request, view, _refusal(refused), 409)
         return RedirectResponse(f"/ratings/{quote(view.rating_id, safe=':')}?done=excluded", 303)
@@ -457,8 +459,11 @@ class _Views:
                 raise Refused(f"设置版本 {message.version} 不高于终端正在使用的版本（{running}），请使用更高的版本号。")
             if self.console.settings.broker is None:
                 raise Refused("未配置消息服务器（broker），无法推送。")
-            push_settings(self.console.settings.broker, devices, message)
-        except CollectorError as refused:
+            try:
+                push_settings(self.console.settings.broker, devices, message)
+            except Refused as older:
+                raise Refused(f"消息服务器上已保留同等或更新的设置版本（{older}）") from None
+        except HcpError as refused:
             return self._fleet_page(request, _refusal(refused), 409)
         with self.store.unit():
             for device in devices:
