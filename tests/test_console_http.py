@@ -4,6 +4,7 @@ escaping, and no personal data in its logs."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import timedelta
 
@@ -258,3 +259,15 @@ def test_an_operator_pushes_settings_through_the_broker_once(tmp_path, broker):
     assert (message.version, message.volume) == (4, 0.5)
     assert [e.detail for e in store.audit_log() if e.action == "settings-push"] == ["设置版本 4"]
     store.close()
+
+
+def test_the_queue_filters_by_hall_state_and_overdue(site):
+    port, _store, seeded, _console = site
+    client = logged_in(port, "sup")
+    links = lambda page: {int(n) for n in re.findall(r'href="/followups/(\d+)"', page.text)}  # noqa: E731
+    assert links(client.get("/queue?state=all")) == {seeded.followups[c] for c in ("C0", "C1", "C2", "C9")}
+    assert links(client.get("/queue?hall=hall02&state=all")) == {seeded.followups["C9"]}
+    assert links(client.get("/queue?overdue=1&state=all")) == {seeded.followups["C0"]}  # past its contact deadline
+    assert seeded.followups["C0"] in links(client.get("/queue?state=open"))
+    assert links(client.get("/queue?state=spot-checked")) == set()
+    assert links(logged_in(port, "fu2").get("/queue")) == {seeded.followups["C9"]}  # only hall02's

@@ -49,6 +49,9 @@ STATE_NAMES = {"open": "待联系", "contacted": "已联系", "rectified": "已�
                "closed": "已办结", "spot-checked": "已抽查"}
 CHANNEL_NAMES = {"window": "窗口评价器", "qr": "扫码评价", "paper": "纸质评价", "hotline": "12345热线", "sms": "短信",
                  "app": "移动端", "web": "网站", "kiosk": "自助终端", "system-default": "系统默认评价"}
+#: The queue's state filter -> the states it shows.
+QUEUE_FILTERS = {"active": ("open", "contacted", "rectified", "explained"), "all": tuple(STATE_NAMES),
+                 **{state: (state,) for state in STATE_NAMES}}
 OUTCOME_NAMES = {"accepted": "有效", "pending": "待关联办件", "rejected": "未采纳", "duplicate": "重复评价"}
 EXCLUSION_NAMES = {"invalid": "无效评价（评价人申请）", "malicious": "恶意差评"}
 #: Done-messages after a POST, by code (never text from the request).
@@ -177,16 +180,17 @@ class _Views:
         if hall:
             require(request, QUEUE_READERS, hall)
         halls = [hall] if hall else user.halls(QUEUE_READERS)
-        found = self.store.followups_in_halls(None if halls is None else sorted(halls))
         state = request.query_params.get("state", "active")
+        if state not in QUEUE_FILTERS:
+            state = "active"
         now = self.console.clock()
         late_only = request.query_params.get("overdue") == "1"
-        found = [f for f in found if _state_matches(f.state, state) and (not late_only or f.overdue(now))]
-        shown = found[:_MAX_ROWS]
+        shown, total = self.store.followup_queue(None if halls is None else sorted(halls), QUEUE_FILTERS[state],
+                                                 overdue_at=utc_text(now) if late_only else None, limit=_MAX_ROWS)
         views = self.store.rating_views([f.rating_id for f in shown])  # one query for the page
         rows = [{"f": f, "r": views.get(f.rating_id), "late": f.overdue(now)} for f in shown]
         choices = sorted(user.halls(QUEUE_READERS) or self.console.halls())
-        return self.render(request, "queue.html", title="差评工作台", rows=rows, total=len(found), hall=hall,
+        return self.render(request, "queue.html", title="差评工作台", rows=rows, total=total, hall=hall,
                            halls=choices, state=state, overdue=late_only)
 
     @_locked
@@ -502,14 +506,6 @@ def _in_chinese(health: Health) -> Health:
                 break
         alerts.append(alert)
     return replace(health, alerts=alerts)
-
-
-def _state_matches(state: str, wanted: str) -> bool:
-    if wanted == "all":
-        return True
-    if wanted == "active":
-        return state not in ("closed", "spot-checked")
-    return state == wanted
 
 
 def _refusal(error: Exception) -> dict[str, str]:

@@ -76,6 +76,17 @@ class ExclusionView:
         return self.reversed_at is None
 
 
+# The follow-up query of the lifecycle with its computed columns named, for filtering on them.
+_QUEUE_QUERY = """
+SELECT f.id, f.rating_id, f.hall_id, f.window_id, f.clerk_id, f.score, f.rated_at, f.contact_due, f.rectify_due,
+       f.spot_check,
+       COALESCE((SELECT state FROM followup_events e WHERE e.followup_id = f.id ORDER BY id DESC LIMIT 1), 'open')
+           AS state,
+       (SELECT min(at) FROM followup_events e WHERE e.followup_id = f.id AND action = 'contact') AS contacted,
+       (SELECT min(at) FROM followup_events e WHERE e.followup_id = f.id AND action IN ('rectify', 'explain'))
+           AS resolved
+FROM followups f"""
+
 _RATING_VIEW = """
 SELECT r.rating_id, r.kind, r.channel, r.case_ids, r.score, r.rated_at, r.received_at, r.day, r.reasons,
        r.hall_id, r.window_id, r.clerk_id, r.item_code, o.outcome, o.reason, t.text
@@ -108,6 +119,27 @@ class ConsoleQueries:
         sub, param = self._id_list(halls)
         return [_followup(row) for row in self._conn.execute(
             _FOLLOWUP_QUERY + " WHERE f.hall_id IN (" + sub + ") ORDER BY f.id DESC", (param,))]
+
+    def followup_queue(self, halls: Sequence[str] | None, states: Sequence[str], *, overdue_at: str | None = None,
+                       limit: int = 300) -> tuple[list[FollowUp], int]:
+        """(the newest ``limit`` follow-ups of ``halls`` in ``states``, how many there are in all).
+
+        ``halls`` None: every hall. ``overdue_at``: only those with a deadline passed at that instant
+        (UTC text) and its step not done.
+        """
+        where, params = ["state IN (" + self._id_list(states)[0] + ")"], [self._id_list(states)[1]]
+        inner, inner_params = "", []
+        if halls is not None:
+            sub, param = self._id_list(halls)
+            inner, inner_params = " WHERE f.hall_id IN (" + sub + ")", [param]
+        if overdue_at is not None:
+            where.append("((contact_due IS NOT NULL AND contacted IS NULL AND contact_due <= ?) OR "
+                         "(rectify_due IS NOT NULL AND resolved IS NULL AND rectify_due <= ?))")
+            params += [overdue_at, overdue_at]
+        query = "WITH q AS (" + _QUEUE_QUERY + inner + ") SELECT * FROM q WHERE " + " AND ".join(where)
+        total = self._conn.execute("SELECT count(*) FROM (" + query + ") n", (*inner_params, *params)).fetchone()[0]
+        rows = self._conn.execute(query + " ORDER BY id DESC LIMIT ?", (*inner_params, *params, int(limit)))
+        return [_followup(row) for row in rows], total
 
     def followup_events(self, followup_id: int) -> list[tuple[str, str, str, str, str]]:
         """(action, state after, actor, at, note) of each step of a follow-up, in order."""

@@ -50,6 +50,8 @@ CREATE TABLE console_audit (
     detail  TEXT NOT NULL
 );
 CREATE INDEX console_audit_by_hall ON console_audit (hall_id, id);
+-- The work queue reads a hall's follow-ups newest first.
+CREATE INDEX followups_by_hall ON followups (hall_id, id);
 CREATE TABLE exclusion_reversals (
     id           INTEGER PRIMARY KEY,
     exclusion_id INTEGER NOT NULL UNIQUE REFERENCES exclusions(id),
