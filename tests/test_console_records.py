@@ -146,3 +146,41 @@ def test_an_exclusion_is_reversed_by_a_new_record_and_the_rating_counts_again(tm
             store._conn.execute("DELETE FROM exclusion_reversals")
         life.sign_head(NOW + timedelta(hours=4))
         assert life.verify() == []
+
+
+def test_hcp_console_serves_the_collector_database_until_stopped(folder, capsys):
+    import http.client
+    import threading
+
+    from hcp.cli import build_parser
+    from hcp.cli.central import collector_config
+    from hcp.cli.common import fill_shared_flags
+    from hcp.collector.console.app import serve
+    from sim.broker import free_port
+
+    port = free_port()
+    assert main(["console", "--config", str(folder / "collector.toml"), "--listen", f"127.0.0.1:{port}",
+                 "--print-config"]) == 0
+    assert f'listen = "127.0.0.1:{port}"' in capsys.readouterr().out
+    args = fill_shared_flags(build_parser().parse_args(["console", "--config", str(folder / "collector.toml")]))
+    config = collector_config(args)
+    config = config.model_copy(update={"console": config.console.model_copy(update={"listen": f"127.0.0.1:{port}"})})
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(config, stop), daemon=True)
+    thread.start()
+    try:
+        for _attempt in range(100):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/login")
+                response = conn.getresponse()
+                break
+            except ConnectionRefusedError:
+                threading.Event().wait(0.1)
+        assert response.status == 200 and "登录好差评管理平台" in response.read().decode()
+    finally:
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive()
+    assert main(["console", "--config", str(folder / "collector.toml"), "--listen", "nowhere"]) == 2
+    assert "--listen: expected HOST:PORT" in capsys.readouterr().err
