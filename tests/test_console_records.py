@@ -184,3 +184,31 @@ def test_hcp_console_serves_the_collector_database_until_stopped(folder, capsys)
     assert not thread.is_alive()
     assert main(["console", "--config", str(folder / "collector.toml"), "--listen", "nowhere"]) == 2
     assert "--listen: expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_the_demo_console_prints_an_account_that_logs_in(folder):
+    import io
+    import threading
+
+    from hcp.cli.console import demo_console
+    from sim.broker import free_port
+    from tests.console_support import Client
+
+    port, out, stop = free_port(), io.StringIO(), threading.Event()
+    thread = threading.Thread(target=demo_console, args=(folder, f"127.0.0.1:{port}", "ordos", stop, out),
+                              daemon=True)
+    thread.start()
+    try:
+        for _attempt in range(100):
+            if "password:" in out.getvalue():
+                try:
+                    Client(port).get("/login")
+                    break
+                except ConnectionRefusedError:
+                    pass
+            threading.Event().wait(0.1)
+        password = out.getvalue().split("password: ")[1].split()[0]
+        assert Client(port).login("demo", password).status == 303
+    finally:
+        stop.set()
+        thread.join(15)

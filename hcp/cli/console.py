@@ -51,6 +51,31 @@ def run_console(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_console(folder, listen: str, policy: str, stop, out=sys.stdout) -> None:
+    """Serve the console over a demo's collector database with a ``demo`` account (every role), until ``stop``."""
+    import secrets
+    import threading
+
+    from hcp.collector.console.accounts import Accounts, parse_roles
+    from hcp.collector.console.app import serve
+    from hcp.collector.opening import open_store as open_collector_store
+    from hcp.config.schema import CollectorConfig, load_config
+
+    config = load_config(CollectorConfig, None, {"data": {"dir": str(folder)}, "policy": {"preset": policy},
+                                                 "console": {"listen": listen}})
+    password = secrets.token_urlsafe(12)
+    with open_collector_store(config) as store:
+        accounts = Accounts(store, actor="cli:demo")
+        roles = parse_roles(["manager", "followup", "reviewer", "operator", "supervisor"])
+        if store.account("demo") is None:
+            accounts.add("demo", password, roles)
+        else:
+            accounts.reset("demo", password)
+    print(f"console: http://{listen}/  account: demo  password: {password}  (Ctrl-C stops it)", file=out,
+          flush=True)
+    serve(config, stop or threading.Event())
+
+
 # ---- users ---------------------------------------------------------------------
 
 def _register_users(subparsers: Sub) -> None:
