@@ -270,7 +270,9 @@ class _Views:
         rows = [{"a": a, "hall": h, "late": a.decided_at is None and a.review_due is not None and now >= a.review_due}
                 for a, h in found]
         profile = self.store.profile
+        exclusions = self.store.exclusions_in_halls(None if halls is None else sorted(halls), _MAX_ROWS)
         return self.render(request, "appeals.html", status, title="申诉与剔除", rows=rows, hall=hall,
+                           exclusions=exclusions,
                            halls=sorted(user.halls(APPEAL_READERS) or self.console.halls()),
                            appeals_on=profile.appeals, window=_period(profile.appeal_window),
                            review=_period(profile.appeal_review), can_file=user.can("manager"), flash=flash,

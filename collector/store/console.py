@@ -196,6 +196,18 @@ class ConsoleQueries:
         row = self._conn.execute(_EXCLUSION_VIEW + " WHERE e.rating_id = ?", (rating_id,)).fetchone()
         return None if row is None else ExclusionView(*row)
 
+    def exclusions_in_halls(self, halls: Sequence[str] | None, limit: int = 300) -> list[tuple[ExclusionView, str]]:
+        """(exclusion, hall id of its rating) for ``halls`` (None: every hall), newest first."""
+        select = _EXCLUSION_VIEW.replace("SELECT e.id,", "SELECT r.hall_id, e.id,").replace(
+            "FROM exclusions e", "FROM exclusions e JOIN ratings r ON r.rating_id = e.rating_id")
+        if halls is None:
+            rows = self._conn.execute(select + " ORDER BY e.id DESC LIMIT ?", (int(limit),)).fetchall()
+        else:
+            sub, param = self._id_list(halls)
+            rows = self._conn.execute(select + " WHERE r.hall_id IN (" + sub + ") ORDER BY e.id DESC LIMIT ?",
+                                      (param, int(limit))).fetchall()
+        return [(ExclusionView(*row[1:]), row[0]) for row in rows]
+
     def appeals_of_rating(self, rating_id: str) -> list[Appeal]:
         """Every appeal of one rating, by number."""
         return [_appeal(row) for row in self._conn.execute(_APPEAL_QUERY + " WHERE a.rating_id = ? ORDER BY a.id",
