@@ -158,6 +158,9 @@ def test_reviewer_upholds_an_appeal_then_reverses_the_exclusion(browser, site):
     with console.lock:
         exclusion = store.exclusion_view(seeded.ratings["C2"])
     assert exclusion is not None and not exclusion.in_force
+    nav(page, "申诉与剔除")
+    rows = page.get_by_role("row").filter(has_text=seeded.ratings["C2"][:13])
+    assert rows.filter(has_text="恶意差评").filter(has_text="已撤销剔除").count() == 1  # the exclusion's row
 
 
 def test_supervisor_reads_the_audit_log_and_looks_up_a_case(browser, site):

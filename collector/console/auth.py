@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -177,6 +178,4 @@ class LoginGuard:
         return any(not self._limiter.test(rate, "account", account) for rate in self._rates["account"])
 
     def _wait_s(self, rate, kind: str, key: str) -> float:
-        import time
-
         return max(1.0, self._limiter.get_window_stats(rate, kind, key).reset_time - time.time())
