@@ -193,7 +193,7 @@ def test_an_address_over_its_login_budget_is_throttled(tmp_path):
 def test_the_citizens_words_are_shown_escaped(site):
     port, _store, seeded, _console = site
     for user, path in (("fu", f"/followups/{seeded.followups['C1']}"), ("rev", f"/ratings/{seeded.ratings['C1']}"),
-                       ("sup", f"/followups/{seeded.followups['C1']}")):
+                       ("sup", f"/followups/{seeded.followups['C1']}"), ("mgr", "/queue?state=all")):
         page = logged_in(port, user).get(path).text
         assert "<script>alert" not in page and "<b>等候</b>" not in page
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;b&gt;等候&lt;/b&gt;太久" in page

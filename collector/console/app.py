@@ -48,7 +48,6 @@ from hcp.domain import CST, Level, now_cst, utc_text
 
 log = logging.getLogger("hcp.collector.console")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-STATIC = Path(__file__).resolve().parent / "static"
 
 
 @dataclass(frozen=True)
