@@ -271,3 +271,16 @@ def test_the_queue_filters_by_hall_state_and_overdue(site):
     assert seeded.followups["C0"] in links(client.get("/queue?state=open"))
     assert links(client.get("/queue?state=spot-checked")) == set()
     assert links(logged_in(port, "fu2").get("/queue")) == {seeded.followups["C9"]}  # only hall02's
+
+
+def test_a_session_ends_after_console_session_hours(tmp_path):
+    store, _seeded = seeded_store(tmp_path)
+    now = [CONSOLE_NOW]
+    settings = ConsoleSettings(session_hours=8)
+    with WebServer(build_app(store, settings, clock=lambda: now[0]), "127.0.0.1", 0) as server:
+        client = logged_in(server.port, "fu")
+        now[0] += timedelta(hours=7, minutes=59)
+        assert client.get("/queue").status == 200
+        now[0] += timedelta(minutes=2)
+        assert client.get("/queue").status == 303
+    store.close()
