@@ -4,10 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test explore deps venv lint bench bench-full screens voice faults clean help install-agent install-collector config-doc
+.PHONY: demo demo-console test explore deps venv lint bench bench-full screens voice faults clean help install-agent install-collector config-doc
 
 help:
 	@echo "make demo    set up and run the hall simulation"
+	@echo "make demo-console  the hall simulation, then the web console on it with a demo account (Ctrl-C stops)"
 	@echo "make test    set up and run the test suite"
 	@echo "make explore property tests with new random examples (EXPLORE_RUNS=5)"
 	@echo "make lint    ruff"
@@ -33,6 +34,9 @@ venv: deps $(STAMP) $(CONSOLE_STATIC)/node_modules/.package-lock.json
 
 demo: venv
 	$(VENV)/bin/hcp demo
+
+demo-console: venv
+	$(VENV)/bin/hcp demo --console
 
 test: venv
 	$(VENV)/bin/ruff check .

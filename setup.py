@@ -15,7 +15,8 @@ setup(
     package_data={"hcp.config": ["*.toml", "profiles/*.toml", "calendar/*.toml", "mosquitto/*",
                                  "upstream/*.toml"],
                   "hcp.ui": ["sounds/*.wav"],
-                  "hcp.collector.console": ["templates/*/*.html", "static/*.js", "static/*.css", "static/*.json",
+                  "hcp.collector.console": ["templates/*.html", "templates/*/*.html", "static/*.js", "static/*.css",
+                                            "static/*.json", "static/*/*",
                                             "static/node_modules/chart.js/dist/chart.umd.min.js"]},
     install_requires=[
         "paho-mqtt>=2.1,<3",
@@ -37,8 +38,9 @@ setup(
         "wcwidth>=0.2.13",
         "tenacity>=8.2",
         "tomli-w>=1.0",
-        # The console: server-rendered pages and the statistics' XLSX export.
+        # The console: server-rendered pages, its accounts' password hashes, the statistics' XLSX export.
         "jinja2>=3.1",
+        "argon2-cffi>=23.1",
         "openpyxl>=3.1",
         # The collector on PostgreSQL (imported only for a postgresql:// database). The binary wheel bundles
         # libpq where PyPI has one (x86_64, aarch64); elsewhere (a 32-bit Raspberry Pi OS terminal, which never

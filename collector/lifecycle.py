@@ -249,8 +249,31 @@ class Lifecycle:
 
     def _not_excluded(self, rating_id: str) -> None:
         row = self.store.exclusion(rating_id)
+        if row and self._reversed(rating_id):
+            # One exclusion per rating (the records reference it): a reversed one stays the rating's last word.
+            raise Refused(f"rating {rating_id} was excluded as {row[0]} on {row[2]} and that was reversed; "
+                          "it cannot be excluded again")
         if row:
             raise Refused(f"rating {rating_id} is already excluded as {row[0]} by {row[1]} on {row[2]}")
+
+    def _reversed(self, rating_id: str) -> bool:
+        state = self.store.exclusion_state(rating_id)
+        return state is not None and state[3]
+
+    def reverse_exclusion(self, rating_id: str, *, decided_by: str, reason: str, at: datetime) -> None:
+        """Count an excluded rating again: a reversal record referencing the exclusion, which is kept unchanged."""
+        _need(decided_by, "--by: name who decided")
+        _need(reason, "--reason: say why")
+        with self.store.unit():
+            state = self.store.exclusion_state(rating_id)
+            if state is None:
+                raise NotFound(f"rating {rating_id} is not excluded")
+            exclusion_id, kind, decided_at, reversed_ = state
+            if reversed_:
+                raise Refused(f"rating {rating_id}: its exclusion as {kind} was already reversed")
+            if _ts(at) < decided_at:
+                raise Refused(f"--at {at.isoformat()} is before the exclusion ({decided_at})")
+            self.store.insert_exclusion_reversal(exclusion_id, rating_id, decided_by, _ts(at), reason)
 
     # -- the malicious raters' list ----------------------------------------
 

@@ -259,6 +259,38 @@ class FleetSection(_Section):
                                 "many days (past it Mosquitto refuses every client).", examples=[30])
 
 
+class ConsoleSection(_Section):
+    listen: str = Field("127.0.0.1:8090", description="HOST:PORT the console (hcp console) listens on; put a TLS "
+                        "reverse proxy in front of it beyond the collector's own machine.",
+                        examples=["127.0.0.1:8090"], pattern=r"^[^:\s]+:\d{1,5}$")
+    secure_cookie: bool = Field(False, description="Mark the session cookie Secure (sent over HTTPS only): set "
+                                "true whenever the console is reached through a TLS proxy.", examples=[True])
+    session_hours: float = Field(8, gt=0, le=168, description="A login lasts this long; then the user logs in "
+                                 "again.", examples=[8])
+    login_limit_per_address: str = Field(
+        "20/minute", description="Failed logins one client address may make, in the limits package's notation; "
+        "over it the login page answers 429 until the window frees.", examples=["20/minute;100/hour"])
+    login_failures_per_account: str = Field(
+        "5/15 minutes", description="Failed logins of one account before it is locked until the window frees "
+        "(whatever the password): the brute-force lock-out.", examples=["5/15 minutes"])
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Reverse proxies whose X-Forwarded-For names the client (for the audit "
+        "log's address and the login limit); empty: trust none.", examples=[["127.0.0.1"]])
+
+    @field_validator("login_limit_per_address", "login_failures_per_account")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            rates = parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as \"5/15 minutes\"") from None
+        if any(rate.amount < 1 for rate in rates):
+            raise ValueError(f"{value!r} allows no attempt at all; give at least 1 per period")
+        return value
+
+
 class CollectorConfig(_Section):
     """The collector's configuration (``/etc/hcp/collector.toml``)."""
 
@@ -273,6 +305,7 @@ class CollectorConfig(_Section):
     chain: ChainSection = Field(default_factory=ChainSection)
     receipt: ReceiptKeySection = Field(default_factory=ReceiptKeySection)
     web: WebSection = Field(default_factory=WebSection)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
     notify: NotifySection = Field(default_factory=NotifySection)
     upstream: UpstreamSection = Field(default_factory=UpstreamSection)
 

@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,7 +113,7 @@ def next_link(previous: str, table: str, key: str, digest: str) -> str:
     return hashlib.sha256(f"{previous}|{table}|{key}|{digest}".encode()).hexdigest()
 
 
-def seal(conn: Any) -> int:
+def seal(conn: Any, tables: Sequence[Chained] = TABLES) -> int:
     """Seal every record row not yet chained, one block per table; returns how many rows.
 
     Call inside the writing transaction, as its last step: the transaction
@@ -122,15 +122,15 @@ def seal(conn: Any) -> int:
     is sealed by range, from where its last block ended; the others (without
     rowid) through ``chain_queue``, which their insert trigger fills. Each
     block holds its rows' names and digests in insertion order and links to
-    the block before it.
+    the block before it. ``tables``: a migration seals the tables that exist at its step.
     """
     seq, link = _last(conn)
     blocks, sealed = [], 0
     queued = None
     pg = dialect(conn) == "postgresql"
-    by_order = [spec for spec in TABLES if pg or spec.rowid]
+    by_order = [spec for spec in tables if pg or spec.rowid]
     fetched = dict(zip(by_order, _new_by_order(conn, by_order, pg), strict=True))
-    for spec in TABLES:
+    for spec in tables:
         if spec in fetched:
             rows, first, last = fetched[spec]
         else:

@@ -81,6 +81,9 @@ TABLES = (
                                  "intake", "batch_id", "applicant_key", "completed_at", "received_at"), rowid=False),
     Chained("rating_claims", "unit_key", ("unit_key", "rating_id"), rowid=False),
     Chained("device_events", "id", ("id", "device_id", "action", "hall_id", "window_id", "at")),
+    # Chained from m011_console on:
+    Chained("exclusion_reversals", "id", ("id", "exclusion_id", "rating_id", "decided_by", "decided_at", "reason")),
+    Chained("console_audit", "id", ("id", "at", "actor", "action", "target", "hall_id", "address", "detail")),
 )
 BY_NAME = {spec.table: spec for spec in TABLES}
 

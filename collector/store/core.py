@@ -27,9 +27,11 @@ from hcp.collector.fleet import placed_at
 from hcp.collector.linking import button_moment, window_key
 from hcp.collector.pseudonym import Pseudonymizer
 from hcp.collector.rules import CaseRow, Verdict, case_difference, judge
+from hcp.collector.store.accounts import AccountQueries
 from hcp.collector.store.chain import seal
 from hcp.collector.store.chain_api import ChainQueries
 from hcp.collector.store.channels import ChannelQueries
+from hcp.collector.store.console import ConsoleQueries
 from hcp.collector.store.engine import Engine, connect
 from hcp.collector.store.errors import database_errors
 from hcp.collector.store.figures import FiguresQueries
@@ -97,7 +99,7 @@ class WindowCount:
 
 
 class Store(LifecycleQueries, ChainQueries, OutboxQueries, IdentityQueries, FleetQueries, StatsQueries,
-            ChannelQueries, JobQueries, FiguresQueries):
+            ChannelQueries, JobQueries, FiguresQueries, AccountQueries, ConsoleQueries):
     """Ratings, cases and devices in one database (SQLite or PostgreSQL), under one policy profile."""
 
     def __init__(self, engine: Engine, profile: Profile, key: bytes, *,

@@ -71,6 +71,7 @@ FROM (
     LEFT JOIN cases c ON c.case_id = COALESCE({_first_case(dialect)},
                                               (SELECT l.case_id FROM rating_links l WHERE l.rating_id = r.rating_id))
     LEFT JOIN exclusions e ON e.rating_id = r.rating_id
+        AND NOT EXISTS (SELECT 1 FROM exclusion_reversals v WHERE v.exclusion_id = e.id)
     WHERE r.hall_id = ? AND r.kind = '{_SERVICE}' AND r.day >= ? AND r.day <= ? AND {_OUTCOME} = 'accepted'
 ) g
 GROUP BY g.day, g.window_id, g.clerk, g.item, g.score, g.is_default, g.excluded, g.listed
@@ -149,6 +150,7 @@ SELECT (SELECT max(received_at) FROM ratings WHERE hall_id = ?),
        (SELECT max(received_at) FROM cases WHERE hall_id = ?),
        (SELECT max(id) FROM followups), (SELECT max(id) FROM followup_events),
        (SELECT max(id) FROM rating_decisions), (SELECT max(id) FROM exclusions),
+       (SELECT max(id) FROM exclusion_reversals),
        (SELECT max(id) FROM malicious_raters), (SELECT max(linked_at) FROM rating_links)
 """
 
@@ -156,7 +158,8 @@ _COMMENTS = f"""
 SELECT r.received_at, r.window_id, r.score, t.text
 FROM ratings r JOIN rating_texts t ON t.rating_id = r.rating_id
 WHERE r.hall_id = ? AND r.kind = '{_SERVICE}' AND {_OUTCOME} = 'accepted'
-  AND NOT EXISTS (SELECT 1 FROM exclusions e WHERE e.rating_id = r.rating_id)
+  AND NOT EXISTS (SELECT 1 FROM exclusions e WHERE e.rating_id = r.rating_id
+                  AND NOT EXISTS (SELECT 1 FROM exclusion_reversals v WHERE v.exclusion_id = e.id))
 ORDER BY r.received_at DESC
 LIMIT ?
 """

@@ -193,6 +193,19 @@ class LifecycleQueries:
         self._conn.execute("INSERT INTO exclusions (rating_id, kind, decided_by, decided_at, reason, appeal_id) "
                            "VALUES (?, ?, ?, ?, ?, ?)", (rating_id, kind, decided_by, decided_at, reason, appeal_id))
 
+    def insert_exclusion_reversal(self, exclusion_id: int, rating_id: str, decided_by: str, decided_at: str,
+                                  reason: str) -> None:
+        """Count an excluded rating again: a new record referencing the exclusion, which stays as it was."""
+        self._conn.execute("INSERT INTO exclusion_reversals (exclusion_id, rating_id, decided_by, decided_at, "
+                           "reason) VALUES (?, ?, ?, ?, ?)", (exclusion_id, rating_id, decided_by, decided_at, reason))
+
+    def exclusion_state(self, rating_id: str) -> tuple[int, str, str, bool] | None:
+        """(exclusion id, kind, decided_at, reversed) of the rating's exclusion, or None."""
+        row = self._conn.execute(
+            "SELECT e.id, e.kind, e.decided_at, CASE WHEN v.id IS NULL THEN 0 ELSE 1 END FROM exclusions e "
+            "LEFT JOIN exclusion_reversals v ON v.exclusion_id = e.id WHERE e.rating_id = ?", (rating_id,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], bool(row[3]))
+
     # -- the malicious raters' list -------------------------------------------
 
     def rater_key(self, applicant_id: str) -> str:

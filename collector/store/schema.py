@@ -14,6 +14,7 @@ import sqlite_utils
 from hcp.collector.store.schema_chain import m006_chain_blocks
 from hcp.collector.store.schema_chain_v2 import m009_chain_v2
 from hcp.collector.store.schema_channels import m005_channels
+from hcp.collector.store.schema_console import m011_console
 from hcp.collector.store.schema_figures import m010_figures
 from hcp.collector.store.schema_lifecycle import m004_lifecycle
 from hcp.collector.store.schema_meta import m008_store_meta
@@ -130,4 +131,4 @@ def m003_fleet(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS = [m001_collector, m002_rating_links, m003_fleet, m004_lifecycle, m005_channels, m006_chain_blocks,
-              m007_upstream_fields, m008_store_meta, m009_chain_v2, m010_figures]
+              m007_upstream_fields, m008_store_meta, m009_chain_v2, m010_figures, m011_console]

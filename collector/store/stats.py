@@ -96,6 +96,7 @@ SELECT r.hall_id, r.window_id, COALESCE(c.clerk_id, r.clerk_id), COALESCE(c.item
 FROM ratings r JOIN rating_outcomes o USING (rating_id)
 LEFT JOIN cases c ON c.case_id = (SELECT case_id FROM rc WHERE rc.rating_id = r.rating_id LIMIT 1)
 LEFT JOIN exclusions e ON e.rating_id = r.rating_id
+    AND NOT EXISTS (SELECT 1 FROM exclusion_reversals v WHERE v.exclusion_id = e.id)
 WHERE o.outcome = 'accepted' AND r.kind = ? AND r.day BETWEEN ? AND ?
 """
 

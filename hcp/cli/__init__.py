@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hcp import __version__
-from hcp.cli import central, channels, fleet, lifecycle, terminal, tools
+from hcp.cli import central, channels, console, fleet, lifecycle, terminal, tools
 from hcp.cli.common import fill_shared_flags
 from hcp.exc import HcpError
 from hcp.logs import setup_logging
@@ -22,10 +22,10 @@ from hcp.logs import setup_logging
 Register = Callable[[argparse._SubParsersAction], None]
 
 #: Commands that run until stopped: their INFO lines are the journal's record of what they did.
-SERVICES = frozenset({"agent", "collector", "web", "demo"})
+SERVICES = frozenset({"agent", "collector", "web", "demo", "console"})
 
 #: Modules that add subcommands; each has ``register(subparsers)``.
-COMMAND_MODULES = [terminal, central, tools, fleet, lifecycle, channels]
+COMMAND_MODULES = [terminal, central, tools, fleet, lifecycle, channels, console]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 from pathlib import Path
 
 from hcp.cli.common import add_broker_flags
@@ -319,11 +318,9 @@ def _register_push(subparsers: argparse._SubParsersAction) -> None:
 
 
 def push_settings(args: argparse.Namespace) -> int:
-    import queue
-
     from hcp.cli.central import collector_config, open_store
-    from hcp.protocol import SettingsMessage, Topics, encode
-    from hcp.sync.mqtt import LinkSettings, MqttLink, tls_from
+    from hcp.collector.push import push_settings as push
+    from hcp.protocol import SettingsMessage
 
     config = collector_config(args)
     message = SettingsMessage(v=1, version=args.settings_version, prompt_timeout_s=args.prompt_timeout,
@@ -335,57 +332,9 @@ def push_settings(args: argparse.Namespace) -> int:
             devices = [d.device_id for d in store.devices() if d.hall_id == args.hall]
         if not devices:
             raise HcpError(f"--hall: no registered terminal in hall {args.hall}")
-    b = config.broker
-    settings = LinkSettings(b.host, b.port, f"hcp-push-{uuid.uuid4().hex[:8]}", clean_start=True, session_expiry_s=0,
-                            tls=tls_from(b.ca_file, b.cert_file, b.key_file))
-    topics = Topics(b.prefix)
-    retained: queue.Queue = queue.Queue()
-    with MqttLink(settings, retained.put) as link:
-        for device in devices:
-            link.subscribe(topics.config(device))
-        link.start()
-        if not link.wait_connected(10):
-            raise HcpError(f"cannot connect to the broker at {b.host}:{b.port}")
-        _refuse_older(topics, devices, message.version, _retained_versions(retained))
-        for device in devices:
-            link.publish(topics.config(device), encode(message), retain=True, wait_s=10)
-            print(f"pushed settings version {message.version} to {device}")
+    for device in push(config.broker, devices, message):
+        print(f"pushed settings version {message.version} to {device}")
     return 0
-
-
-#: Seconds to collect the retained settings after subscribing.
-_RETAINED_WAIT_S = 1.5
-
-
-def _retained_versions(retained) -> dict[str, int]:
-    """Topic -> the version of the settings retained on it (unreadable ones are left out)."""
-    import queue
-    import time
-
-    from hcp.exc import ProtocolError
-    from hcp.protocol import SettingsMessage, decode
-
-    found: dict[str, int] = {}
-    deadline = time.monotonic() + _RETAINED_WAIT_S
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            incoming = retained.get(timeout=left)
-        except queue.Empty:
-            break
-        try:
-            found[incoming.topic] = decode(SettingsMessage, incoming.payload).version
-        except ProtocolError:
-            continue
-    return found
-
-
-def _refuse_older(topics, devices: list[str], version: int, retained: dict[str, int]) -> None:
-    """A push must be newer than what is retained: an older one would replace newer settings."""
-    stale = [f"{d} has {retained[topics.config(d)]}" for d in devices
-             if retained.get(topics.config(d), 0) >= version]
-    if stale:
-        raise HcpError(f"--version {version}: not newer than the settings on the broker ({', '.join(stale)}); "
-                       "push a higher version")
 
 
 # ---- install-service -----------------------------------------------------------

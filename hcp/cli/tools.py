@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", type=Path, help="keep databases and logs here (default: a temporary directory, "
                    "removed at the end unless --keep)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work directory (databases, logs)")
+    p.add_argument("--console", nargs="?", const="127.0.0.1:8090", metavar="HOST:PORT",
+                   help="afterwards, serve the console over the demo's database (default 127.0.0.1:8090) with a "
+                   "demo account whose password is printed, until Ctrl-C")
     p.add_argument("--touch", action=argparse.BooleanOptionalAction, default=None,
                    help="show window 1's touchscreen in a desktop window (default: when a display exists)")
     p.set_defaults(func=run_demo)
@@ -56,7 +59,13 @@ def run_demo(args: argparse.Namespace) -> int:
                                                                or os.environ.get("WAYLAND_DISPLAY"))
         settings = DemoSettings(workdir=workdir, windows=args.windows, cases_per_window=args.cases,
                                 outage_s=args.outage, policy=args.policy, seed=args.seed, show_touch=touch)
-        return HallDemo(settings).run()
+        status = HallDemo(settings).run()
+        if args.console:
+            from hcp.cli.common import stop_on_signals
+            from hcp.cli.console import demo_console
+
+            demo_console(workdir / "collector", args.console, args.policy, stop_on_signals())
+        return status
 
     with demo_workdir(args.workdir, keep=args.keep) as workdir:
         return demo(workdir)
