@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo demo-console test explore deps venv lint bench bench-full screens voice faults clean help install-agent install-collector config-doc
 
 help:
-	@echo "make demo    set up and run the hall simulation"
+	@echo "make demo    set up and run the hall simulation, then open the web console on it (Ctrl-C stops)"
 	@echo "make demo-console  the hall simulation, then the web console on it with a demo account (Ctrl-C stops)"
 	@echo "make test    set up and run the test suite"
 	@echo "make explore property tests with new random examples (EXPLORE_RUNS=5)"
@@ -32,8 +32,11 @@ $(CONSOLE_STATIC)/node_modules/.package-lock.json: $(CONSOLE_STATIC)/package-loc
 
 venv: deps $(STAMP) $(CONSOLE_STATIC)/node_modules/.package-lock.json
 
+# At a terminal the demo then serves the console on its database with a demo account (Ctrl-C stops);
+# run by a script (no terminal on stdin) it ends after the simulation and says how to open the console.
 demo: venv
-	$(VENV)/bin/hcp demo
+	@if [ -t 0 ]; then $(VENV)/bin/hcp demo --console; else $(VENV)/bin/hcp demo; \
+	  echo "the web console over a demo hall: make demo-console (or hcp demo --console)"; fi
 
 demo-console: venv
 	$(VENV)/bin/hcp demo --console

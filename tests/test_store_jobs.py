@@ -123,9 +123,9 @@ def test_a_job_held_by_one_collector_is_skipped_by_another_on_postgresql(engines
         assert theirs  # the lock ended with the first transaction
 
 
+# PostgreSQL only: SQLite has one writer, so there claims are serialized by BEGIN IMMEDIATE (the test above).
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 def test_skip_locked_lets_two_senders_claim_at_once_on_postgresql(engines: tuple[Engine, Engine]) -> None:
-    if engines[0].dialect == "sqlite":
-        pytest.skip("SQLite has one writer: claims are serialized by BEGIN IMMEDIATE (the test above)")
     one, two = Jobs(engines[0]), Jobs(engines[1])
     with engines[0].transaction():  # the first claim's row locks are held until this commits
         first = one.claim_outbox_records(NOTIFICATIONS, 2, AT, LEASE, ordered=False)

@@ -317,13 +317,30 @@ class _Cases:
 
 
 def shared_kill(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random) -> Figures:
-    """Three collectors in one share group on one database; kill -9 of one at random (every other time between
-    its commit and its ack) under a steady stream from several terminals. What a dead collector held, the
-    broker does not pass on (eclipse/mosquitto #2662): the terminals resend it and another collector answers."""
-    figures = Figures("shared -9")
+    """Three collectors in one share group on one SQLite file; kill -9 of one at random (every other time
+    between its commit and its ack) under a steady stream from several terminals. What a dead collector held,
+    the broker does not pass on (eclipse/mosquitto #2662): the terminals resend it and another collector
+    answers."""
+    return _shared_kill("shared -9", work, zygote, sizes, rng, SharedDatabase.sqlite(work / "collectors"))
+
+
+def shared_kill_pg(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random) -> Figures:
+    """:func:`shared_kill` with the three collectors on one PostgreSQL database."""
+    from pg import Cluster
+
+    with Cluster.create() as cluster:
+        url = cluster.url(cluster.fresh_database())
+        figures = _shared_kill("shared -9 (PostgreSQL)", work, zygote, sizes, rng,
+                               SharedDatabase.postgresql(work / "collectors", url))
+        figures.problems += collector_sound_pg(url)
+    return figures
+
+
+def _shared_kill(name: str, work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random,
+                 database: SharedDatabase) -> Figures:
+    figures = Figures(name)
     broker = Broker(work / "broker")
     broker.start()
-    database = SharedDatabase.sqlite(work / "collectors")
     collectors = [SharedCollector(broker, database, f"collector-{n}") for n in range(3)]
     devices = [f"t-shared{n}" for n in range(sizes.shared_terminals)]
     terminals: list[Terminal] = []
@@ -354,7 +371,7 @@ def shared_kill(work: Path, zygote: Zygote, sizes: Sizes, rng: random.Random) ->
         figures.notes.update(collectors=3, terminals=len(terminals), kills=dict(sorted(kills.items())),
                              rate=f"{len(pressed) / elapsed:.0f}/s")
         check(figures, [r for t in terminals for r in t.thanked], pressed,
-              collector_ratings(Path(database.url)))
+              collector_ratings(database.url if database.kind == "postgresql" else Path(database.url)))
     finally:
         for collector in collectors:
             collector.kill()
@@ -629,6 +646,7 @@ SCENARIOS: dict[str, Callable[[Path, Zygote, Sizes, random.Random], Figures]] = 
     "broker_kill": broker_kill,
     "postgres_restart": postgres_restart,
     "postgres_failover": postgres_failover,
+    "shared_kill_pg": shared_kill_pg,
     "network_cut": network_cut,
     "queue_limit": queue_limit,
     "disk": disk_faults,
