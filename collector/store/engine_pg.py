@@ -201,7 +201,7 @@ class PostgresEngine(Engine):
         if not rows:
             return
         types = self._column_types(table)
-        arrays = ", ".join(f"%s::{types[column]}[]" for column in columns)
+        arrays = ", ".join(f"%b::{types[column]}[]" for column in columns)  # binary: no per-element quoting
         sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
         values = [list(column) for column in zip(*rows, strict=True)]
         self._run(lambda: self._with_deferred(lambda: self._conn.execute(sql, values)))  # type: ignore[arg-type]
