@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sqlite3
 import statistics
@@ -38,7 +39,7 @@ from hcp.config.policy import load_profile
 from hcp.domain import Kind, now_cst
 from hcp.protocol import CaseRecord, Topics
 from hcp.sim.broker import Broker
-from hcp.sim.postgres import Cluster
+from hcp.sim.postgres import BENCH_SETTINGS, Cluster
 from hcp.sync.mqtt import LinkSettings, MqttLink
 from hcp.sync.outbox import Draft, Outbox
 
@@ -66,6 +67,55 @@ def prepare_collector(folder: Path, count: int, database: Path | str) -> Path | 
                                         item_name="x", clerk_id="E1", intake="ok", completed_at=done)
                              for n in range(first, min(first + 1000, count))], now_cst())
     return database
+
+
+class CpuSampler:
+    """CPU seconds spent by each kind of process while it runs (collector, agent, broker, PostgreSQL): where
+    the time of a drain goes. Sampled from /proc every 0.2 s; a process's last sample counts."""
+
+    KINDS = (("collector", "hcp.cli --log-level WARNING collector"), ("agent", "hcp.cli --log-level WARNING agent"),
+             ("broker", "mosquitto"), ("postgresql", "postgres"), ("load generator", "ingest.py"))
+
+    def __init__(self) -> None:
+        self.ticks: dict[int, tuple[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._start: dict[int, int] = {}
+
+    def __enter__(self) -> CpuSampler:
+        self._start = {pid: ticks for pid, (_kind, ticks) in self._sample().items()}
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.ticks.update(self._sample())
+
+    def _sample(self) -> dict[int, tuple[str, int]]:
+        found = {}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            kind = next((k for k, marker in self.KINDS if marker in command), None)
+            if kind:
+                found[int(proc.name)] = (kind, int(fields[11]) + int(fields[12]))
+        return found
+
+    def seconds(self) -> dict[str, float]:
+        hz = os.sysconf("SC_CLK_TCK")
+        totals = dict.fromkeys((k for k, _ in self.KINDS), 0.0)
+        for pid, (kind, ticks) in self.ticks.items():
+            totals[kind] += (ticks - self._start.get(pid, 0)) / hz
+        return totals
 
 
 def outbox_empty(path: Path) -> bool:
@@ -103,9 +153,10 @@ def drain(work: Path, broker: Broker, count: int, database: str | None = None) -
         if not online.wait(30):
             raise RuntimeError("the agent did not come online")
         start = time.perf_counter()
-        while not outbox_empty(agent_dir / "outbox.sqlite"):
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - start
+        with CpuSampler() as cpu:
+            while not outbox_empty(agent_dir / "outbox.sqlite"):
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - start
     finally:
         for proc in (agent, collector):
             proc.terminate()
@@ -115,7 +166,8 @@ def drain(work: Path, broker: Broker, count: int, database: str | None = None) -
         stored = store.totals()["ratings"]
     if stored != count:
         raise RuntimeError(f"collector holds {stored} ratings, expected {count}")
-    return {"ratings": count, "seconds": elapsed, "rate": count / elapsed}
+    return {"ratings": count, "seconds": elapsed, "rate": count / elapsed,
+            **{f"cpu_{kind}": seconds for kind, seconds in cpu.seconds().items()}}
 
 
 def raw_rate(broker: Broker, messages: int, size: int) -> float:
@@ -152,7 +204,7 @@ def main() -> dict[str, float]:
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     results: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(Cluster.create()) if "postgresql" in engines else None
+        cluster = stack.enter_context(Cluster.create(settings=BENCH_SETTINGS)) if "postgresql" in engines else None
         for run in range(args.runs):
             for engine in engines:  # alternated, so both see the same minutes of the machine
                 database = cluster.url(cluster.fresh_database()) if engine == "postgresql" and cluster else None
@@ -172,6 +224,9 @@ def main() -> dict[str, float]:
         if args.runs > 1:
             print(f"  runs: {', '.join(f'{r:,.0f}' for r in (x['rate'] for x in results[engine]))} ratings/s; "
                   f"range {rates[0]:,.0f}–{rates[-1]:,.0f}")
+        per = {kind: statistics.median(r[f"cpu_{kind}"] / r["ratings"] * 1e6 for r in results[engine])
+               for kind, _ in CpuSampler.KINDS}
+        print("  CPU per rating (median): " + ", ".join(f"{kind} {us:.0f} µs" for kind, us in per.items() if us))
     if len(engines) == 2:
         print(f"PostgreSQL / SQLite: {figures['drain_rate_postgresql'] / figures['drain_rate_sqlite']:.2f}")
     print(f"raw mosquitto QoS 1, 350-byte messages: {raw_small:,.0f} messages/s (one rating per message)")

@@ -31,6 +31,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import uuid6
 from common import machine, rss_kib, score_for
+from drain import CpuSampler
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hcp.collector.pseudonym import load_or_create_key
@@ -39,7 +40,7 @@ from hcp.config.policy import load_profile
 from hcp.domain import Kind, now_cst
 from hcp.protocol import AckMessage, CaseRecord, Rating, RatingMessage, Topics, decode, encode
 from hcp.sim.broker import Broker
-from hcp.sim.postgres import Cluster
+from hcp.sim.postgres import BENCH_SETTINGS, Cluster
 
 
 def device(n: int) -> str:
@@ -157,7 +158,7 @@ def main() -> dict[str, float]:
     print(f"# collector ingest; {machine()}")
     figures: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(Cluster.create()) if "postgresql" in engines else None
+        cluster = stack.enter_context(Cluster.create(settings=BENCH_SETTINGS)) if "postgresql" in engines else None
         for engine in engines:
             database = cluster.url(cluster.fresh_database()) if engine == "postgresql" and cluster else None
             rate = run(args, engine, database)
@@ -187,7 +188,8 @@ def run(args: argparse.Namespace, engine: str, url: str | None) -> float:
                  for first in range(0, args.terminals, per)]
         for proc in procs:
             proc.start()
-        results = [out.get(timeout=600) for _ in procs]
+        with CpuSampler() as cpu:
+            results = [out.get(timeout=600) for _ in procs]
         rss = rss_kib(collector.pid)
         for proc in procs:
             proc.join(60)
@@ -205,6 +207,8 @@ def run(args: argparse.Namespace, engine: str, url: str | None) -> float:
           f"({args.batch} a message): {acked} acked in "
           f"{elapsed:.2f} s = {acked / elapsed:,.0f} ratings/s; stored {stored} {outcomes}; "
           f"collector RSS {rss / 1024:.0f} MiB")
+    print("  CPU per rating: " + ", ".join(f"{kind} {seconds / expected * 1e6:.0f} µs"
+                                          for kind, seconds in cpu.seconds().items() if seconds))
     if stored != expected or acked != expected:
         print(f"MISMATCH: expected {expected}, stored {stored}, acked {acked}")
     return acked / elapsed

@@ -33,6 +33,9 @@ BIN = Path(os.environ.get("HCP_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "postgres"
 #: The system user that runs the server when the tests run as root.
 SERVER_USER = "postgres"
+#: What a benchmark's server gets instead of the tests' small buffers: a collector's database server's.
+BENCH_SETTINGS = {"shared_buffers": "'256MB'", "max_wal_size": "'2GB'", "wal_buffers": "'16MB'"}
+
 _SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "fsync": "on",
@@ -73,14 +76,14 @@ class Cluster:
         self._databases = 0
 
     @classmethod
-    def create(cls, root: Path | None = None) -> Cluster:
+    def create(cls, root: Path | None = None, settings: dict[str, str] | None = None) -> Cluster:
         """A new, started cluster in a fresh directory (``root``, or one under /tmp the server user can reach)."""
         if not available():
             raise RuntimeError(f"PostgreSQL's initdb and pg_ctl are not in {BIN}: run `make deps` "
                                "(scripts/install-deps.sh installs postgresql)")
         cluster = cls(root or make_root())
         try:
-            cluster._initdb()
+            cluster._initdb(settings or {})
             cluster.start()
         except BaseException:
             cluster.close()
@@ -207,13 +210,14 @@ class Cluster:
 
     # -- internals ----------------------------------------------------------
 
-    def _initdb(self) -> None:
+    def _initdb(self, settings: dict[str, str]) -> None:
         self.sockets.mkdir(exist_ok=True)
         _give_to_server_user(self.sockets)
         self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8",
                   "--locale=C", "--no-sync")
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
-            conf.write("\n# hcp tests\n" + "".join(f"{key} = {value}\n" for key, value in _SETTINGS.items()))
+            conf.write("\n# hcp tests\n" + "".join(f"{key} = {value}\n"
+                                                    for key, value in {**_SETTINGS, **settings}.items()))
 
     def _kill_leftover(self) -> None:
         try:

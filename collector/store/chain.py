@@ -174,16 +174,19 @@ def order_column(spec: Chained, pg: bool) -> str:
 def _new_by_order(conn: Any, specs: list[Chained], pg: bool) -> list[tuple[list[tuple], int, int]]:
     """For each table, its rows after its last sealed one, with their first and last order.
 
-    One query per table, sent together (one round trip on PostgreSQL); a bare
-    sqlite3 connection (a migration's) runs them one by one.
+    Two rounds of one query per table, each round sent together (one round trip on PostgreSQL): where
+    each table's sealing stopped, then the rows after it. Not one query with a subquery: PostgreSQL
+    cannot know the subquery's value when it plans, guesses a third of the table, and scans it all.
+    A bare sqlite3 connection (a migration's) runs them one by one.
     """
-    statements = [(_range_sql(spec, order_column(spec, pg)), {"tbl": spec.table,
-                                                              "mark": f"chain_sealed_order:{spec.table}"})
-                  for spec in specs]
-    if hasattr(conn, "fetch_all"):
-        results = conn.fetch_all(statements)
-    else:
-        results = [conn.execute(sql, params).fetchall() for sql, params in statements]
+    def run(statements: list[tuple[str, Any]]) -> list[list[tuple]]:
+        if hasattr(conn, "fetch_all"):
+            return conn.fetch_all(statements)
+        return [conn.execute(sql, params).fetchall() for sql, params in statements]
+
+    done = run([(_SEALED_UP_TO, {"tbl": spec.table, "mark": f"chain_sealed_order:{spec.table}"}) for spec in specs])
+    results = run([(_range_sql(spec, order_column(spec, pg)), (rows[0][0],)) for spec, rows in zip(specs, done,
+                                                                                                  strict=True)])
     return [([row[1:] for row in rows], rows[0][0], rows[-1][0]) if rows else ([], 0, 0) for rows in results]
 
 
@@ -196,8 +199,8 @@ _SEALED_UP_TO = ("SELECT coalesce(max(done), 0) FROM (SELECT max(last_order) AS 
 
 def _range_sql(spec: Chained, order: str) -> str:
     if (spec.table, order) not in _SEAL_SQL:
-        _SEAL_SQL[spec.table, order] = (f"SELECT {order}, {spec.select()} FROM {spec.table} WHERE {order} > "
-                                        f"({_SEALED_UP_TO}) ORDER BY {order}")
+        _SEAL_SQL[spec.table, order] = (f"SELECT {order}, {spec.select()} FROM {spec.table} WHERE {order} > ? "
+                                        f"ORDER BY {order}")
     return _SEAL_SQL[spec.table, order]
 
 

@@ -261,4 +261,9 @@ def connect_pg(url: str, connect_timeout: int) -> PostgresEngine:
 
 def _connect(url: str, connect_timeout: int) -> psycopg.Connection[Any]:
     timeout = {} if "connect_timeout" in url else {"connect_timeout": connect_timeout}
-    return psycopg.connect(url, autocommit=True, **timeout)
+    conn = psycopg.connect(url, autocommit=True, **timeout)
+    # psycopg prepares a statement after its fifth run, and PostgreSQL then tries a generic plan, made
+    # without the parameters' values: for "key IN (SELECT unnest(list))" it guesses the list's length and
+    # scans the whole table (2.5 ms a lookup at 24,000 cases instead of 0.1). Plans are made with the values.
+    conn.execute("SET plan_cache_mode = force_custom_plan")
+    return conn
