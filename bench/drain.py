@@ -46,6 +46,16 @@ from hcp.sync.outbox import Draft, Outbox
 DEVICE = "bench-w01"
 
 
+def analyze(database: Path | str) -> None:
+    """PostgreSQL: gather the planner's statistics after the bulk load, as autovacuum would by the time a
+    real collector's tables have grown (without them the planner guesses and scans)."""
+    if isinstance(database, str):
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+
+
 def fill_outbox(path: Path, count: int) -> None:
     start = now_cst() - timedelta(hours=1)
     with Outbox(path, max_rows=count + 10) as outbox:
@@ -137,6 +147,7 @@ def drain(work: Path, broker: Broker, count: int, database: str | None = None) -
     agent_dir, collector_dir = work / "agent", work / "collector"
     fill_outbox(agent_dir / "outbox.sqlite", count)
     db = prepare_collector(collector_dir, count, database or collector_dir / "collector.sqlite")
+    analyze(db)
     collector = hcp("collector", "--broker", f"127.0.0.1:{broker.port}", "--data-dir", str(collector_dir),
                     "--policy", "henan", "--database", str(db))
     online = threading.Event()

@@ -43,6 +43,16 @@ from hcp.sim.broker import Broker
 from hcp.sim.postgres import BENCH_SETTINGS, Cluster
 
 
+def analyze(database: Path | str) -> None:
+    """PostgreSQL: gather the planner's statistics after the bulk load, as autovacuum would by the time a
+    real collector's tables have grown (without them the planner guesses and scans)."""
+    if isinstance(database, str):
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+
+
 def device(n: int) -> str:
     return f"ing-{n:05d}"
 
@@ -176,6 +186,7 @@ def run(args: argparse.Namespace, engine: str, url: str | None) -> float:
         folder.mkdir()
         database = url or folder / "collector.sqlite"
         prepare(folder, args.terminals, args.ratings, database)
+        analyze(database)
         collectors = [start_collector(folder, broker.port, n, args.collectors, database)
                       for n in range(args.collectors)]
         collector = collectors[0]
