@@ -14,8 +14,8 @@ MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "c.sqlite", load_profile("ulanqab"), KEY) as opened:  # button_link_minutes 30
+def store(database):
+    with Store.open(database, load_profile("ulanqab"), KEY) as opened:  # button_link_minutes 30
         opened.register_device("h1-w1", "h1", "w1")
         yield opened
 

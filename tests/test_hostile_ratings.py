@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import queue
-import sqlite3
 import time
 from datetime import date, datetime, timedelta
 from unittest import mock
@@ -18,6 +17,7 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stack import read_rows
 
 from hcp.collector.exc import MessageRefused
 from hcp.collector.service import Collector
@@ -73,8 +73,8 @@ def open_store(path) -> Store:
 
 
 @pytest.fixture
-def store(tmp_path):
-    with open_store(tmp_path / "c.sqlite") as opened:
+def store(database):
+    with open_store(database) as opened:
         opened.add_cases([case_record(c) for c in CASES if c != "c6"], NOON)
         yield opened
 
@@ -339,12 +339,11 @@ def test_an_id_ending_in_a_newline_is_not_an_id(store, tmp_path):
     assert [r.rating_id for r in found.message.ratings] == [IDS[1]]
 
 
-def test_a_refused_message_stores_nothing(store):
+def test_a_refused_message_stores_nothing(store, database):
     with pytest.raises(MessageRefused):
         send(store, payload(rating(IDS[0], ["c1"]), device_id="h1-w9"), device_id="h1-w9")
     assert store.totals()["ratings"] == 0
-    assert sqlite3.connect(store._conn.execute("PRAGMA database_list").fetchone()[2]).execute(
-        "SELECT count(*) FROM ratings").fetchone()[0] == 0
+    assert read_rows(database, "SELECT count(*) FROM ratings") == [(0,)]  # as another connection sees it
 
 
 # -- the terminal's side of a refusal, against the real collector ------------------------------------------
