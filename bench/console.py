@@ -22,9 +22,13 @@ with uvicorn and times
 * ``statistics page``: ``/stats`` for the month by window and by clerk (counted
   afresh on each request, charts' data included).
 
-The 差评 queue belongs to the console's core (another branch); its timing is
-added once the two are joined. The rows bypass the hash chain's sealer (a
-benchmark database, never verified).
+* ``差评 queue``: ``/queue`` of the hall, open follow-ups, as its follow-up
+  officer sees it.
+
+All through the real console (``build_app``), logged in as a supervisor over
+HTTP. ``--engine both`` (the default) runs it on the SQLite file and then on
+a private PostgreSQL 15 (``hcp.sim.postgres``) holding a copy of the same rows.
+The rows bypass the hash chain's sealer (a benchmark database, never verified).
 """
 
 from __future__ import annotations
@@ -37,18 +41,20 @@ import sqlite3
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from common import machine, score_for
 
+from hcp.collector.console.accounts import Accounts, parse_roles
+from hcp.collector.console.app import ConsoleSettings, build_app
 from hcp.collector.store import Store
 from hcp.collector.web import WebServer
 from hcp.config.policy import load_profile
 from hcp.domain import CST
-from tests.figures_support import Reader, figures_app
+from hcp.sim.postgres import BENCH_SETTINGS, Cluster
+from tests.console_support import Client
 
 KEY = b"bench-collector-key-0123456789abcdef"
 HALL = "hall01"
@@ -120,8 +126,31 @@ def _rating(n: int, total: int, days: int, today: date, rng: random.Random, *, o
                          (at + timedelta(days=15)).astimezone(UTC).isoformat(timespec="microseconds"))}
 
 
-def one_more(path: Path, n: int) -> None:
+#: The tables the generator writes, copied as they are into PostgreSQL.
+COPIED = ("devices", "cases", "ratings", "rating_claims", "rating_texts", "followups", "followup_events")
+
+
+def copy_to_postgresql(path: Path, url: str) -> None:
+    """The generated rows of the SQLite file ``path`` into the (migrated, empty) PostgreSQL database ``url``."""
+    import psycopg
+
+    Store.open(url, load_profile("ulanqab"), KEY).close()
+    source = sqlite3.connect(path)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in COPIED:
+            columns = [row[1] for row in source.execute(f"PRAGMA table_info({table})")]
+            with conn.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in source.execute(f"SELECT {', '.join(columns)} FROM {table}"):  # generation order
+                    copy.write_row(row)
+        conn.execute("SELECT setval(pg_get_serial_sequence('followups', 'id'), (SELECT max(id) FROM followups))")
+        conn.execute("ANALYZE")
+    source.close()
+
+
+def one_more(path: Path | str, n: int) -> None:
     """One more rating of today, as another process (the collector) writes it."""
+    if isinstance(path, str):
+        return one_more_pg(path, n)
     conn = sqlite3.connect(path)
     today = end_day()
     row = _rating(n, 1, 1, today, random.Random(n), on=today)
@@ -138,15 +167,34 @@ def one_more(path: Path, n: int) -> None:
     conn.close()
 
 
-def timed(url: str, requests: int, before=None) -> list[float]:
+def one_more_pg(url: str, n: int) -> None:
+    import psycopg
+
+    today = end_day()
+    row = _rating(n, 1, 1, today, random.Random(n), on=today)
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+    case_row = (*row["case"][:6], stamp, stamp)
+    rating = (*row["rating"][:6], stamp, stamp, *row["rating"][8:])
+    with psycopg.connect(url) as conn:  # one transaction
+        conn.execute("INSERT INTO cases (case_id, hall_id, window_id, item_code, item_name, clerk_id, completed_at, "
+                     "received_at, intake) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'ok')", case_row)
+        conn.execute("INSERT INTO ratings (rating_id, device_id, seq, kind, channel, case_ids, score, rated_at, "
+                     "clock_synced, received_at, day, reasons, prompt_id, hall_id, window_id, clerk_id, item_code, "
+                     "ack_outcome, ack_reason) VALUES (%s, %s, %s, 'service', %s, %s, %s, %s, 1, %s, %s, '[]', NULL, "
+                     "%s, %s, %s, %s, 'accepted', '')", rating)
+        conn.execute("INSERT INTO rating_claims (unit_key, rating_id) VALUES (%s, %s)", row["claim"])
+
+
+def timed(client: Client, path: str, requests: int, before=None) -> list[float]:
     samples = []
     for i in range(requests):
         if before:
             before(i)
         started = time.perf_counter()
-        with urllib.request.urlopen(url, timeout=30) as answer:
-            answer.read()
+        reply = client.get(path)
         samples.append(time.perf_counter() - started)
+        if reply.status != 200:
+            raise RuntimeError(f"{path}: HTTP {reply.status}")
     return samples
 
 
@@ -160,7 +208,8 @@ def main() -> int:
     parser.add_argument("--ratings", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--requests", type=int, default=60)
-    parser.add_argument("--keep", type=Path, help="build (or reuse) the database in this folder")
+    parser.add_argument("--engine", choices=("both", "sqlite", "postgresql"), default="both")
+    parser.add_argument("--keep", type=Path, help="build (or reuse) the SQLite database in this folder")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="hcp-console-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,35 +218,55 @@ def main() -> int:
         started = time.perf_counter()
         build(path, args.ratings, args.days)
         print(f"# built {args.ratings:,} ratings in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    store = Store.open(path, load_profile("ulanqab"), KEY, check_same_thread=False)
-    last = end_day()
-    clock = datetime(last.year, last.month, last.day, 16, tzinfo=CST)
-    app = figures_app(store, Reader("supervisor"), clock=lambda: clock)
-    counter = iter(range(int(time.time() * 1000), 10**14))  # case ids unused by earlier runs on a kept database
-    print(f"# console figures, one hall of {args.ratings:,} ratings over {args.days} days; {machine()}")
-    print("| request | p50 ms | p95 ms |")
-    print("|---|---:|---:|")
-    with WebServer(app, "127.0.0.1", 0) as server:
-        base = f"http://127.0.0.1:{server.port}"
-        [first] = timed(f"{base}/halls/{HALL}", 1)
-        print(f"| dashboard, first look (once per process and hall) | {first * 1000:.0f} | |")
-        runs = [("dashboard (cached)", f"{base}/halls/{HALL}", None),
-                ("dashboard (new rating each time)", f"{base}/halls/{HALL}", lambda i: one_more(path, next(counter))),
-                ("figures JSON (new rating each time)", f"{base}/halls/{HALL}/figures.json",
-                 lambda i: one_more(path, next(counter)))]
-        for name, url, before in runs:
-            samples = timed(url, args.requests, before)
-            print(f"| {name} | {p(samples, 0.5):.0f} | {p(samples, 0.95):.0f} |")
-        month = f"from={last.replace(day=1)}&to={last}"
-        for by in ("window", "clerk"):
-            samples = timed(f"{base}/stats?hall={HALL}&by={by}&{month}", 5)
-            print(f"| statistics page, by {by}, the whole month | {p(samples, 0.5):.0f} | {p(samples, 0.95):.0f} |")
-    store.close()
+    print(f"# the console, one hall of {args.ratings:,} ratings over {args.days} days; {machine()}")
+    print("| engine | request | p50 ms | p95 ms |")
+    print("|---|---|---:|---:|")
+    engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
+    for engine in engines:
+        if engine == "sqlite":
+            measure("SQLite", path, args)
+            continue
+        with Cluster.create(settings=BENCH_SETTINGS) as cluster:
+            url = cluster.url(cluster.fresh_database())
+            started = time.perf_counter()
+            copy_to_postgresql(path, url)
+            print(f"# copied into PostgreSQL in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+            measure("PostgreSQL", url, args)
     if args.keep:
         print(json.dumps({"database": str(path)}), file=sys.stderr)
     else:
         shutil.rmtree(folder)
     return 0
+
+
+def measure(engine: str, database: Path | str, args: argparse.Namespace) -> None:
+    """Time the console's pages over ``database`` through the real app, logged in as a supervisor."""
+    store = Store.open(database, load_profile("ulanqab"), KEY, check_same_thread=False)
+    last = end_day()
+    clock = datetime(last.year, last.month, last.day, 16, tzinfo=CST)
+    Accounts(store, clock=lambda: clock, actor="bench").add("bench", "bench-password-1", parse_roles(["supervisor"]))
+    app = build_app(store, ConsoleSettings(hall_names={HALL: "基准大厅"}), clock=lambda: clock)
+    counter = iter(range(int(time.time() * 1000), 10**14))  # case ids unused by earlier runs on a kept database
+    with WebServer(app, "127.0.0.1", 0) as server:
+        client = Client(server.port)
+        if client.login("bench", "bench-password-1").status != 303:
+            raise RuntimeError("the benchmark account could not log in")
+        [first] = timed(client, f"/halls/{HALL}", 1)
+        print(f"| {engine} | dashboard, first look (once per process and hall) | {first * 1000:.0f} | |")
+        runs = [("dashboard (cached)", f"/halls/{HALL}", None),
+                ("dashboard (new rating each time)", f"/halls/{HALL}", lambda i: one_more(database, next(counter))),
+                ("figures JSON (new rating each time)", f"/halls/{HALL}/figures.json",
+                 lambda i: one_more(database, next(counter))),
+                ("差评 queue, open follow-ups", f"/queue?hall={HALL}", None)]
+        for name, url, before in runs:
+            samples = timed(client, url, args.requests, before)
+            print(f"| {engine} | {name} | {p(samples, 0.5):.0f} | {p(samples, 0.95):.0f} |")
+        month = f"from={last.replace(day=1)}&to={last}"
+        for by in ("window", "clerk"):
+            samples = timed(client, f"/stats?hall={HALL}&by={by}&{month}", 5)
+            print(f"| {engine} | statistics page, by {by}, the whole month | {p(samples, 0.5):.0f} | "
+                  f"{p(samples, 0.95):.0f} |")
+    store.close()
 
 
 if __name__ == "__main__":
