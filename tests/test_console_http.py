@@ -284,3 +284,14 @@ def test_a_session_ends_after_console_session_hours(tmp_path):
         now[0] += timedelta(minutes=2)
         assert client.get("/queue").status == 303
     store.close()
+
+
+def test_the_dashboard_and_statistics_carry_the_consoles_navigation(site):
+    """The figures pages are the console's too: its navigation, the user and logging out, as on every page."""
+    port = site[0]
+    client = logged_in(port, "sup")
+    for path in ("/halls/hall01", "/stats?hall=hall01"):
+        page = client.get(path)
+        assert page.status == 200, path
+        assert 'href="/queue"' in page.text and 'href="/audit"' in page.text and 'action="/logout"' in page.text
+        assert "sup（" in page.text

@@ -27,7 +27,22 @@ from starlette.templating import Jinja2Templates
 from hcp.collector.console.hall_figures import PERIODS, FigureHub, Names
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def _console_frame(request: Request) -> dict:
+    """The console's own top bar for the signed-in pages (its navigation, the user, logging out), so the
+    dashboard and statistics look and move like the rest of the console; the public pages have none."""
+    from hcp.collector.console.app import _role_labels, navigation
+    from hcp.collector.console.auth import current_user
+
+    user = current_user(request)
+    if user is not None and not hasattr(user, "csrf"):
+        user = None  # a test's stand-in reader, not a console session
+    return {"console_user": user, "console_nav": navigation(user, request.url.path) if user else [],
+            "console_roles": _role_labels(user) if user else ""}
+
+
+TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"), context_processors=[_console_frame])
 TEMPLATES.env.filters["pct"] = lambda rate: "—" if rate is None else f"{rate * 100:.1f}%"
 TEMPLATES.env.filters["score"] = lambda value: "—" if value is None else f"{value:.1f}"
 #: Who may read a hall's figures (the console's role names): hall manager, follow-up, appeals, supervisor.
