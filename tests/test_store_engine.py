@@ -321,3 +321,22 @@ def test_a_collector_on_sqlite_never_loads_psycopg(tmp_path: Path):
             "print('psycopg' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_connection_lost_inside_a_pipeline_is_replaced_at_the_next_transaction(pg_cluster: Cluster,
+                                                                                 pg_database: str):
+    """Found by the long fault run: a server stopped while a message's inserts were in a pipeline left the
+    connection in pipeline mode with a query under way (psycopg: "cannot exit pipeline mode while busy"); it
+    looked open and busy, so every later transaction was refused as "already open" until the collector's
+    worker gave up. The state is made here as the lost server left it: pipeline mode on, a query sent and
+    never read."""
+    url = _url(pg_cluster, pg_database)
+    with connect(url) as victim, connect(url) as admin:
+        victim.execute("CREATE TABLE t (id TEXT)")
+        pgconn = victim.connection.pgconn
+        pgconn.enter_pipeline_mode()
+        pgconn.send_query_params(b"SELECT pg_sleep(0.1)", None)
+        pgconn.pipeline_sync()
+        with victim.transaction():  # refused as "already open" before: a new connection now
+            victim.execute("INSERT INTO t VALUES ('kept')")
+        assert admin.execute("SELECT id FROM t").fetchall() == [("kept",)]

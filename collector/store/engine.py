@@ -253,9 +253,9 @@ class Engine:
     @contextmanager
     def transaction(self) -> Iterator[Engine]:
         """BEGIN … COMMIT, or ROLLBACK when the block raises (or COMMIT fails); not nested: use savepoint()."""
+        self._revive()  # first: a connection lost in the last transaction may still look busy
         if self.in_transaction:
             raise StoreError("a transaction is already open: use savepoint() inside it")
-        self._revive()
         self._control(self._begin_sql)
         self._open = True
         try:

@@ -5,6 +5,7 @@ See engine.py's module docstring for the rules these classes keep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -76,9 +77,22 @@ class PostgresEngine(Engine):
         self._dropped: set[str] = set()  # savepoints rolled back before they were sent
         _adapt(conn)
 
+    def _unusable(self) -> bool:
+        """Whether the connection cannot carry a new transaction: closed, broken, or left in pipeline mode by
+        a connection lost mid-pipeline (psycopg: "cannot exit pipeline mode while busy"), which looks open."""
+        conn = self._conn
+        if conn.closed or conn.broken:
+            return True
+        pgconn = conn.pgconn
+        return pgconn.status != pq.ConnStatus.OK or pgconn.pipeline_status != pq.PipelineStatus.OFF
+
     def _revive(self) -> None:
-        if not self._conn.closed or not self._url:
+        # Called only outside the engine's transactions and pipelines, so a pipeline still on is a dead one.
+        if not self._url or not self._unusable():
             return
+        if not self._conn.closed:
+            with contextlib.suppress(Exception):  # whatever state it is in, it is given up
+                self._conn.close()
         try:
             conn = _connect(self._url, self._connect_timeout)
         except psycopg.Error as err:
