@@ -135,10 +135,13 @@ class ConsoleQueries:
             where.append("((contact_due IS NOT NULL AND contacted IS NULL AND contact_due <= ?) OR "
                          "(rectify_due IS NOT NULL AND resolved IS NULL AND rectify_due <= ?))")
             params += [overdue_at, overdue_at]
-        query = "WITH q AS (" + _QUEUE_QUERY + inner + ") SELECT * FROM q WHERE " + " AND ".join(where)
-        total = self._conn.execute("SELECT count(*) FROM (" + query + ") n", (*inner_params, *params)).fetchone()[0]
-        rows = self._conn.execute(query + " ORDER BY id DESC LIMIT ?", (*inner_params, *params, int(limit)))
-        return [_followup(row) for row in rows], total
+        # One pass: the count of every match comes with each row shown (a window over the filtered rows,
+        # taken before the LIMIT), instead of a second query computing every follow-up's state again.
+        query = ("WITH q AS (" + _QUEUE_QUERY + inner + ") SELECT *, count(*) OVER () FROM q WHERE "
+                 + " AND ".join(where) + " ORDER BY id DESC LIMIT ?")
+        rows = self._conn.execute(query, (*inner_params, *params, int(limit))).fetchall()
+        total = rows[0][-1] if rows else 0
+        return [_followup(row[:-1]) for row in rows], total
 
     def followup_events(self, followup_id: int) -> list[tuple[str, str, str, str, str]]:
         """(action, state after, actor, at, note) of each step of a follow-up, in order."""
