@@ -294,6 +294,10 @@ def test_malformed_prompt_is_logged_with_its_field(made: list, broker: Broker, t
     config = config_for(broker, tmp_path)
     terminal, collector = start(made, broker, config)
     terminal.expect("status idle")
+    # The agent's status comes after its subscriptions on the same connection: once the collector has it,
+    # the broker has the agent's subscriptions too, and a prompt published now reaches it (under load the
+    # prompt used to be published before the agent's SUBSCRIBE was in, and was never delivered).
+    assert collector.status.get(timeout=WAIT_S).state == "online"
     with caplog.at_level(logging.WARNING, logger="hcp.agent"):
         collector.link.publish(collector.topics.prompt(config.device.id), b'{"v":1,"prompt_id":"P1"}')
         collector.link.publish(collector.topics.ack(config.device.id), b"not json")
