@@ -18,6 +18,7 @@ from hcp.collector.store.pg_schema import migrate
 from hcp.domain import utc_text
 from tests.channel_support import NOW
 from tests.console_support import seeded_store
+from tests.pg import copy_rows
 
 #: Tables the console reads, copied row for row (PostgreSQL numbers ``row_order`` itself).
 TABLES = ("devices", "cases", "ratings", "rating_claims", "rating_decisions", "rating_links", "rating_texts",
@@ -41,22 +42,9 @@ class Queries(AccountQueries, ConsoleQueries, LifecycleQueries):
             with self._conn.transaction():
                 yield
 
-    def _id_list(self, ids):
-        return self._conn.id_list(ids)  # what the merge puts in ConsoleQueries
-
 
 def _copy(sqlite, pg: psycopg.Connection) -> None:
-    for table in TABLES:
-        cursor = sqlite.execute(f"SELECT * FROM {table}")
-        columns = [d[0] for d in cursor.description]
-        rows = cursor.fetchall()
-        if rows:
-            with pg.cursor() as out:
-                out.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                                f"({', '.join(['%s'] * len(columns))})", rows)
-            if "id" in columns:  # identity columns go on after the copied ids, as hcp migrate-store leaves them
-                pg.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-    pg.commit()
+    copy_rows(sqlite, pg, TABLES)
 
 
 def _answers(q, seeded) -> dict:

@@ -13,6 +13,7 @@ from hcp.collector.store.figures import FiguresQueries
 from hcp.collector.store.pg_schema import migrate
 from hcp.domain import china_date, utc_text
 from tests.figures_support import NOW, build, open_store
+from tests.pg import copy_rows
 
 #: Tables the figures read, copied row for row (PostgreSQL numbers ``row_order`` itself).
 TABLES = ("devices", "cases", "ratings", "rating_claims", "rating_decisions", "rating_links", "exclusions",
@@ -27,15 +28,7 @@ class Queries(FiguresQueries):
 
 
 def _copy(sqlite, pg: psycopg.Connection) -> None:
-    for table in TABLES:
-        cursor = sqlite.execute(f"SELECT * FROM {table}")
-        columns = [d[0] for d in cursor.description]
-        rows = cursor.fetchall()
-        if rows:
-            with pg.cursor() as out:
-                out.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                                f"({', '.join(['%s'] * len(columns))})", rows)
-    pg.commit()
+    copy_rows(sqlite, pg, TABLES)
 
 
 def _answers(queries: FiguresQueries) -> dict:

@@ -3,7 +3,7 @@
 :class:`ConsoleQueries` is a mixin of :class:`~hcp.collector.store.core.Store`.
 Nothing here reads the applicant: the console shows cases, items, windows,
 clerks, stars, reasons and the citizen's words, never who rated. Statements
-run on both engines; lists are bound through ``_id_list``.
+run on both engines; lists are bound through the Engine's ``id_list``.
 """
 
 from __future__ import annotations
@@ -106,16 +106,13 @@ class ConsoleQueries:
 
     _conn: sqlite3.Connection
 
-    def _id_list(self, ids: Sequence[str]) -> tuple[str, object]:
-        return self._conn.id_list(ids)
-
     # -- follow-ups -------------------------------------------------------------
 
     def followups_in_halls(self, halls: Sequence[str] | None) -> list[FollowUp]:
         """The follow-ups of ``halls`` (None: every hall), newest first."""
         if halls is None:
             return [_followup(row) for row in self._conn.execute(_FOLLOWUP_QUERY + " ORDER BY f.id DESC")]
-        sub, param = self._id_list(halls)
+        sub, param = self._conn.id_list(halls)
         return [_followup(row) for row in self._conn.execute(
             _FOLLOWUP_QUERY + " WHERE f.hall_id IN (" + sub + ") ORDER BY f.id DESC", (param,))]
 
@@ -126,10 +123,11 @@ class ConsoleQueries:
         ``halls`` None: every hall. ``overdue_at``: only those with a deadline passed at that instant
         (UTC text) and its step not done.
         """
-        where, params = ["state IN (" + self._id_list(states)[0] + ")"], [self._id_list(states)[1]]
+        state_sql, state_param = self._conn.id_list(states)
+        where, params = ["state IN (" + state_sql + ")"], [state_param]
         inner, inner_params = "", []
         if halls is not None:
-            sub, param = self._id_list(halls)
+            sub, param = self._conn.id_list(halls)
             inner, inner_params = " WHERE f.hall_id IN (" + sub + ")", [param]
         if overdue_at is not None:
             where.append("((contact_due IS NOT NULL AND contacted IS NULL AND contact_due <= ?) OR "
@@ -159,7 +157,7 @@ class ConsoleQueries:
         """The ratings of ``rating_ids`` that exist, by id, with their case's item name."""
         if not rating_ids:
             return {}
-        sub, param = self._id_list(rating_ids)
+        sub, param = self._conn.id_list(rating_ids)
         rows = self._conn.execute(_RATING_VIEW + " WHERE r.rating_id IN (" + sub + ")", (param,)).fetchall()
         links = dict(self._conn.execute("SELECT rating_id, case_id FROM rating_links WHERE rating_id IN (" + sub + ")",
                                         (param,)).fetchall())
@@ -172,7 +170,7 @@ class ConsoleQueries:
         """case id -> (item name, clerk id) of the cases that exist."""
         if not case_ids:
             return {}
-        sub, param = self._id_list(case_ids)
+        sub, param = self._conn.id_list(case_ids)
         return {case_id: (item, clerk) for case_id, item, clerk in self._conn.execute(
             "SELECT case_id, item_name, clerk_id FROM cases WHERE case_id IN (" + sub + ")", (param,))}
 
@@ -184,7 +182,7 @@ class ConsoleQueries:
     def ratings_of_case(self, case_id: str, batch_id: str | None) -> list[str]:
         """The rating ids that rated a case: the claims of its case or batch unit, and clerk-button links."""
         keys = [f"case:{case_id}"] + ([f"batch:{batch_id}"] if batch_id else [])
-        sub, param = self._id_list(keys)
+        sub, param = self._conn.id_list(keys)
         found = [row[0] for row in self._conn.execute(
             "SELECT rating_id FROM rating_claims WHERE unit_key IN (" + sub + ")", (param,))]
         found += [row[0] for row in self._conn.execute("SELECT rating_id FROM rating_links WHERE case_id = ?",
@@ -205,7 +203,7 @@ class ConsoleQueries:
         if halls is None:
             rows = self._conn.execute(select + " ORDER BY e.id DESC LIMIT ?", (int(limit),)).fetchall()
         else:
-            sub, param = self._id_list(halls)
+            sub, param = self._conn.id_list(halls)
             rows = self._conn.execute(select + " WHERE r.hall_id IN (" + sub + ") ORDER BY e.id DESC LIMIT ?",
                                       (param, int(limit))).fetchall()
         return [(ExclusionView(*row[1:]), row[0]) for row in rows]
@@ -222,7 +220,7 @@ class ConsoleQueries:
         if halls is None:
             rows = self._conn.execute(select + " ORDER BY a.id DESC").fetchall()
         else:
-            sub, param = self._id_list(halls)
+            sub, param = self._conn.id_list(halls)
             rows = self._conn.execute(select + " WHERE r.hall_id IN (" + sub + ") ORDER BY a.id DESC",
                                       (param,)).fetchall()
         return [(_appeal(row[1:]), row[0]) for row in rows]
